@@ -1,0 +1,3 @@
+from aiforge.cli import main
+
+main()

@@ -1,0 +1,103 @@
+"""The recipe registry: every roadmap topic is a named, registered experiment."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+
+from aiforge.core.config import RecipeConfig
+from aiforge.core.errors import InputError
+
+if TYPE_CHECKING:
+    from aiforge.core.context import RunContext
+
+Op = Literal[">=", "<=", ">", "<"]
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt,
+}
+
+
+class UnknownRecipeError(InputError):
+    """No recipe by that name; the message suggests the nearest names."""
+
+
+@dataclass(frozen=True)
+class Bar:
+    """The result a recipe must reach: `metrics[metric] op value`."""
+
+    metric: str
+    op: Op
+    value: float
+
+    def passed(self, metrics: dict[str, float]) -> bool:
+        return self.metric in metrics and _OPS[self.op](metrics[self.metric], self.value)
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.value:g}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "op": self.op, "value": self.value}
+
+
+TrainFn = Callable[[Any, "RunContext"], dict[str, float]]
+BuildFn = Callable[[Any], torch.nn.Module]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A named experiment: its config, how it trains, what it must reach, and how long it may
+    take on 2 CPU cores. `quick` holds the config overrides of the quick setting."""
+
+    name: str
+    step: str
+    topic: str
+    summary: str
+    config: type[RecipeConfig]
+    train: TrainFn
+    bar: Bar
+    quick_bar: Bar
+    budget_s: float
+    quick: dict[str, Any] = field(default_factory=dict)
+    build_model: BuildFn | None = None
+
+    def make_config(self, quick: bool, seed: int, overrides: dict[str, Any]) -> RecipeConfig:
+        base = {**(self.quick if quick else {}), "seed": seed}
+        return self.config.from_dict({**base, **overrides})
+
+    def bar_for(self, quick: bool) -> Bar:
+        return self.quick_bar if quick else self.bar
+
+
+_REGISTRY: dict[str, Recipe] = {}
+
+
+def register(recipe: Recipe) -> Recipe:
+    if recipe.name in _REGISTRY and _REGISTRY[recipe.name] is not recipe:
+        raise ValueError(f"recipe {recipe.name!r} is registered twice")
+    _REGISTRY[recipe.name] = recipe
+    return recipe
+
+
+def _discover() -> None:
+    # The list of area modules lives outside core, which knows no area by name.
+    importlib.import_module("aiforge.recipes")
+
+
+def all_recipes() -> list[Recipe]:
+    _discover()
+    return sorted(_REGISTRY.values(), key=lambda r: (r.step, r.name))
+
+
+def get_recipe(name: str) -> Recipe:
+    _discover()
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.4)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    raise UnknownRecipeError(f"unknown recipe {name!r}{hint} (`aiforge list` shows all)")

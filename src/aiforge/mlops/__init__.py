@@ -1,0 +1,1 @@
+"""Step 4: serving, monitoring, distributed training, data pipelines, export."""

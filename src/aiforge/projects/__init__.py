@@ -1,0 +1,1 @@
+"""The four final projects, built from the areas."""
