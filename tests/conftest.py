@@ -11,9 +11,8 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import pytest
 
 
-@pytest.fixture(autouse=True)
-def _isolated_tracking(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test tracks into its session's own SQLite store, never the user's runs/."""
-    store = tmp_path_factory.getbasetemp() / "mlflow"
-    store.mkdir(exist_ok=True)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}/mlflow.db")
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_tracking(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Every test tracks into the session's own SQLite store, never the user's runs/."""
+    store = tmp_path_factory.mktemp("mlflow")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"

@@ -99,7 +99,10 @@ def run(
     passed, artifacts)."""
     from aiforge.core import run_recipe
     from aiforge.core.config import parse_overrides
+    from aiforge.core.runner import default_out
 
+    if resume is None:
+        out = out or default_out(name, seed)
     try:
         result = run_recipe(name, quick=quick, seed=seed, out=out, overrides=parse_overrides(set_ or []),
                             resume=resume, quiet=quiet, track=not no_track)
@@ -110,15 +113,13 @@ def run(
     console.print(f"{result.recipe}: {bar['metric']} = {result.metrics.get(bar['metric'], float('nan')):.4g} "
                   f"(bar {bar['op']} {bar['value']:g}) {verdict} in {result.seconds:.1f} s")
     console.print(json.dumps(result.metrics, indent=None), highlight=False, soft_wrap=True)
-    run_dir = out or _latest_run_dir(result.recipe, result.seed) if resume is None else resume
+    if resume is None:
+        run_dir = out
+    else:
+        run_dir = resume.parent.parent if (resume / "manifest.json").is_file() else resume
     console.print(f"result: {run_dir}/result.json", highlight=False, soft_wrap=True)
     if strict and not result.passed:
         raise typer.Exit(1)
-
-
-def _latest_run_dir(recipe: str, seed: int) -> Path:
-    runs = sorted((Path("runs") / recipe).glob(f"*-seed{seed}"))
-    return runs[-1] if runs else Path("runs") / recipe
 
 
 def _stamp() -> str:

@@ -16,7 +16,7 @@ from aiforge.core.fileio import atomic_write_json
 from aiforge.core.registry import Recipe, get_recipe
 from aiforge.core.result import Result
 from aiforge.core.seeding import seed_everything
-from aiforge.core.tracking import MlflowTracker, NullTracker, Tracker
+from aiforge.core.tracking import FINAL, MlflowTracker, NullTracker, Tracker
 
 RUN_META = "run.json"
 
@@ -110,7 +110,7 @@ def _execute(recipe: Recipe, cfg: RecipeConfig, out: Path, *, quick: bool, quiet
         passed=bar.passed(metrics), artifacts=sorted(ctx.artifacts),
     )
     result.save(out)
-    tracker.log_metrics(result.metrics)
+    tracker.log_metrics({f"{FINAL}{k}": v for k, v in result.metrics.items()})
     tracker.set_tags({"passed": str(result.passed).lower()})
     for rel in [*ctx.artifacts, "result.json", "config.json"]:
         path = out / rel

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
 DEFAULT_STORE = Path("runs")
 EXPERIMENT = "aiforge"
+FINAL = "final/"  # prefix of a run's result metrics, apart from its per-epoch curves
 
 
 def tracking_uri() -> str:
@@ -81,12 +83,16 @@ class MlflowTracker:
         self.run_id: str | None = run.info.run_id
 
     def log_params(self, params: dict[str, Any]) -> None:
-        for key, value in params.items():
-            self.client.log_param(self.run_id, key, str(value)[:6000])
+        from mlflow.entities import Param
+
+        self.client.log_batch(self.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        for key, value in metrics.items():
-            self.client.log_metric(self.run_id, key, float(value), step=step or 0)
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[
+            Metric(k, float(v), now, step or 0) for k, v in metrics.items()])
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         if path.is_dir():
@@ -119,7 +125,8 @@ def recent_runs(limit: int = 20, uri: str | None = None) -> list[dict[str, Any]]
             "start_time": run.info.start_time,
             "status": run.info.status,
             "passed": run.data.tags.get("passed", "?"),
-            "metrics": dict(run.data.metrics),
+            "metrics": {k.removeprefix(FINAL): v for k, v in run.data.metrics.items()
+                        if k.startswith(FINAL)},
         }
         for run in runs
     ]

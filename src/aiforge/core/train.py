@@ -154,7 +154,7 @@ def fit(
                 with autocast:
                     loss = loss_fn(model, batch)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                loss.backward()  # type: ignore[no-untyped-call]
                 if cfg.grad_clip is not None:
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimizer.step()
@@ -169,8 +169,9 @@ def fit(
                 metrics = evaluate(model)
             if monitor not in metrics:
                 raise KeyError(f"evaluate() returned {sorted(metrics)}, which lacks {monitor!r}")
-            row = {"epoch": epoch, "train_loss": total / max(count, 1),
-                   "lr": scheduler.get_last_lr()[0], **metrics,
+            row: dict[str, float] = {
+                "epoch": epoch, "train_loss": total / max(count, 1),
+                "lr": float(scheduler.get_last_lr()[0]), **metrics,
                    "seconds": time.perf_counter() - started}
             history.append(row)
             ctx.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch)

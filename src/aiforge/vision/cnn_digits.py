@@ -19,13 +19,13 @@ from aiforge.data.digits import digits_splits
 
 
 class DigitsCNNConfig(SupervisedConfig):
-    epochs: int = Field(40, ge=1)
+    epochs: int = Field(60, ge=1)
     """Number of passes over the training set."""
     lr: float = Field(3e-3, gt=0, le=10)
     """Peak learning rate."""
     weight_decay: float = Field(5e-4, ge=0)
     """Decoupled weight decay (AdamW)."""
-    width: int = Field(32, ge=4, le=256)
+    width: int = Field(48, ge=4, le=256)
     """Channels of the first conv block; the second has twice as many."""
     dropout: float = Field(0.2, ge=0, lt=1)
     """Dropout before the classifier."""
@@ -42,7 +42,7 @@ def conv_block(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class DigitsCNN(nn.Module):
-    def __init__(self, width: int = 32, dropout: float = 0.2, classes: int = 10) -> None:
+    def __init__(self, width: int = 48, dropout: float = 0.2, classes: int = 10) -> None:
         super().__init__()
         self.features = nn.Sequential(conv_block(1, width), conv_block(width, 2 * width))
         self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(2 * width * 4, classes))
