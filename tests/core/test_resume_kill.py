@@ -31,7 +31,7 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path):
     assert not (out / "result.json").exists(), "the child finished before it was killed"
 
     resumed = _aiforge("run", "vision.cnn-digits", "--resume", str(out), "--quiet", "--no-track")
-    stdout, stderr = resumed.communicate(timeout=300)
+    _stdout, stderr = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, stderr
     resumed_metrics = json.loads((out / "result.json").read_text())["metrics"]
 

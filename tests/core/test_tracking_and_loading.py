@@ -19,7 +19,7 @@ def tracked_run(tmp_path_factory):
 
 
 def test_the_run_is_in_the_tracking_store_with_params_metrics_and_artifacts(tracked_run):
-    out, result = tracked_run
+    _out, result = tracked_run
     runs = recent_runs(10)
     mine = next(r for r in runs if r["recipe"] == "vision.cnn-digits" and r["quick"] == "true")
     assert mine["status"] == "FINISHED" and mine["passed"] == str(result.passed).lower()
