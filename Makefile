@@ -26,7 +26,7 @@ test-slow: install  ## the slow tests only: longer training, heavier services
 	$(BIN)/pytest -q -m slow
 
 lint: install  ## ruff on everything, mypy on core
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check .
 	$(BIN)/mypy
 
 bench: install  ## the results table of the README: every recipe, full setting, 3 seeds
