@@ -118,3 +118,9 @@ def test_amp_on_cpu_is_refused(tmp_path):
         pytest.skip("CUDA present")
     with pytest.raises(ConfigError, match="amp=true needs a CUDA device"):
         _fit(tmp_path, amp=True)
+
+
+def test_checkpoint_every_skips_epochs_but_keeps_the_last(tmp_path):
+    from aiforge.core.checkpoint import list_checkpoints
+    _fit(tmp_path, epochs=5, checkpoint_every=2)
+    assert [p.name for p in list_checkpoints(tmp_path / "checkpoints")] == ["step-000004", "step-000005"]

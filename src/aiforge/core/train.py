@@ -54,6 +54,9 @@ class SupervisedConfig(RecipeConfig):
     """'auto' (CUDA where present, else CPU), 'cpu' or 'cuda[:N]'."""
     patience: int | None = Field(None, ge=1)
     """Stop after this many epochs without improvement of the monitored metric."""
+    checkpoint_every: int = Field(1, ge=1)
+    """Write a resumable checkpoint every this many epochs (and after the last); raise it
+    for large models, where each checkpoint costs seconds."""
 
 
 @dataclass
@@ -178,6 +181,9 @@ def fit(
             if _improved(metrics[monitor], best_value, mode):
                 best_value, best_epoch = metrics[monitor], epoch
                 best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            if epoch % cfg.checkpoint_every and epoch != cfg.epochs:
+                bars.update(epochs_task, advance=1, info=f"{monitor} {metrics[monitor]:.4f}")
+                continue
             tensors, plain = rng_state()
             save_checkpoint(
                 ctx.checkpoint_dir, epoch, model,
