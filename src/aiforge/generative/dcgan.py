@@ -1,0 +1,238 @@
+"""Step 3, generative models: DCGAN (Radford et al., 2016) on the 8x8 digits, conditional or not.
+
+A generator G maps noise z ~ N(0, I) (and a class label) to an image; a discriminator D
+scores images as real or generated. They play the GAN game (Goodfellow et al., 2014) with the
+non-saturating generator loss of that paper (section 3):
+
+    L_D = -log sigmoid(D(x)) - log(1 - sigmoid(D(G(z))))        (real -> 1, fake -> 0)
+    L_G = -log sigmoid(D(G(z)))                                  (instead of log(1 - D(G(z))))
+
+DCGAN's architecture guidelines at 8x8 scale: strided (transposed) convolutions instead of
+pooling, batch norm in G and in D except D's input layer, ReLU in G with tanh at the output,
+LeakyReLU(0.2) in D, Adam with lr 2e-4 and beta1 = 0.5.
+
+The conditional variant (Mirza & Osindero, 2014) feeds G a learned label embedding beside z,
+and gives D a projection term (Miyato & Koyama, 2018, eq. 3): D(x, y) = psi(phi(x)) +
+<embed(y), phi(x)>, which scores how well x matches y rather than only how real it looks.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from aiforge.core import Bar, Recipe, RecipeConfig, RunContext, register
+from aiforge.core.checkpoint import latest_checkpoint, save_checkpoint
+from aiforge.core.plots import plt
+from aiforge.core.progress import progress
+from aiforge.core.seeding import rng_state, set_rng_state
+from aiforge.data.digits import digits_splits
+from aiforge.generative.data import save_grid
+from aiforge.generative.evaluation import anchors, features_and_labels, score_samples
+
+CLASSES = 10
+
+
+class DCGANConfig(RecipeConfig):
+    steps: int = Field(4000, ge=1)
+    """Generator updates (one discriminator update each)."""
+    batch_size: int = Field(64, ge=2)
+    """Real and generated images per update."""
+    lr: float = Field(2e-4, gt=0, le=1)
+    """Adam learning rate of both networks (Radford et al.)."""
+    beta1: float = Field(0.5, ge=0, lt=1)
+    """Adam beta1; 0.5 steadies GAN training (Radford et al.)."""
+    latent_dim: int = Field(32, ge=1, le=512)
+    """Size of the noise z."""
+    width: int = Field(32, ge=8, le=512)
+    """Channels of D's first layer and G's last hidden layer."""
+    conditional: bool = True
+    """Condition G and D on the digit class (projection discriminator)."""
+    checkpoint_every: int = Field(1000, ge=1)
+    """Save a resumable checkpoint every this many steps."""
+    n_generate: int = Field(890, ge=178)
+    """Images generated for digits-FD and class coverage (5 chunks of the reference size)."""
+
+
+class Generator(nn.Module):
+    def __init__(self, latent_dim: int = 32, width: int = 64, conditional: bool = True) -> None:
+        super().__init__()
+        w = width
+        self.latent_dim, self.conditional = latent_dim, conditional
+        self.label_emb = nn.Embedding(CLASSES, latent_dim) if conditional else None
+        in_dim = 2 * latent_dim if conditional else latent_dim
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, 4 * w * 2 * 2, bias=False), nn.Unflatten(1, (4 * w, 2, 2)),
+            nn.BatchNorm2d(4 * w), nn.ReLU(),
+            nn.ConvTranspose2d(4 * w, 2 * w, 4, stride=2, padding=1, bias=False),  # 2 -> 4
+            nn.BatchNorm2d(2 * w), nn.ReLU(),
+            nn.ConvTranspose2d(2 * w, w, 4, stride=2, padding=1, bias=False),      # 4 -> 8
+            nn.BatchNorm2d(w), nn.ReLU(),
+            nn.Conv2d(w, 1, 3, padding=1), nn.Tanh(),
+        )
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """z (B, latent_dim), labels y (B,) -> images (B, 1, 8, 8) in [-1, 1]."""
+        if self.label_emb is not None:
+            if y is None:
+                raise ValueError("a conditional generator needs labels")
+            z = torch.cat([z, self.label_emb(y)], dim=1)       # (B, 2 * latent_dim)
+        return self.net(z)
+
+
+class Discriminator(nn.Module):
+    def __init__(self, width: int = 64, conditional: bool = True) -> None:
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            nn.Conv2d(1, w, 3, padding=1), nn.LeakyReLU(0.2),                      # no BN here
+            nn.Conv2d(w, 2 * w, 4, stride=2, padding=1, bias=False),               # 8 -> 4
+            nn.BatchNorm2d(2 * w), nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * w, 4 * w, 4, stride=2, padding=1, bias=False),           # 4 -> 2
+            nn.BatchNorm2d(4 * w), nn.LeakyReLU(0.2), nn.Flatten(),
+        )
+        self.score = nn.Linear(4 * w * 4, 1)
+        self.label_emb = nn.Embedding(CLASSES, 4 * w * 4) if conditional else None
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Images (B, 1, 8, 8) in [-1, 1] -> logits (B,) of "real"."""
+        h = self.features(x)                                    # (B, 16w)
+        logit = self.score(h).squeeze(1)
+        if self.label_emb is not None and y is not None:
+            logit = logit + (self.label_emb(y) * h).sum(1)      # projection term
+        return logit
+
+
+def build_model(cfg: DCGANConfig) -> Generator:
+    return Generator(cfg.latent_dim, cfg.width, cfg.conditional)
+
+
+def discriminator_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    return (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
+            + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
+
+
+def generator_loss(d_fake: torch.Tensor) -> torch.Tensor:
+    """Non-saturating loss: -log sigmoid(D(G(z))) (Goodfellow et al., 2014, section 3)."""
+    return F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))
+
+
+@torch.no_grad()
+def generate(model: Generator, n: int, *, labels: torch.Tensor | None,
+             generator: torch.Generator) -> torch.Tensor:
+    """n images (n, 1, 8, 8) in [0, 1]; labels (n,) for a conditional generator."""
+    was_training = model.training
+    model.eval()
+    z = torch.randn(n, model.latent_dim, generator=generator)
+    images = (model(z, labels if model.conditional else None) + 1) / 2
+    model.train(was_training)
+    return images.clamp(0, 1)
+
+
+def _curves(history: list[dict[str, float]], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    steps = [row["step"] for row in history]
+    for key in ("d_loss", "g_loss"):
+        ax.plot(steps, [row[key] for row in history], label=key)
+    ax.set(xlabel="step", ylabel="loss", title="DCGAN losses (mean over 100 steps)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def train(cfg: DCGANConfig, ctx: RunContext) -> dict[str, float]:
+    data = digits_splits()["train"]
+    real_x, real_y = 2 * data.x - 1, data.y                     # [-1, 1], like tanh
+    g_net, d_net = build_model(cfg), Discriminator(cfg.width, cfg.conditional)
+    g_opt = torch.optim.Adam(g_net.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    d_opt = torch.optim.Adam(d_net.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    history: list[dict[str, float]] = []
+    start = 0
+    if ctx.resume and (ckpt := latest_checkpoint(ctx.checkpoint_dir)) is not None:
+        ckpt.load_weights(g_net)
+        d_net.load_state_dict(ckpt.state["discriminator"])
+        g_opt.load_state_dict(ckpt.state["g_opt"])
+        d_opt.load_state_dict(ckpt.state["d_opt"])
+        set_rng_state(ckpt.state["rng_tensors"], ckpt.state["rng_plain"])
+        history, start = ckpt.state["history"], ckpt.step
+
+    started, sums = time.perf_counter(), {"d_loss": 0.0, "g_loss": 0.0, "d_real": 0.0}
+    with progress(ctx.quiet) as bars:
+        task = bars.add_task(ctx.recipe, total=cfg.steps, completed=start, info="")
+        for step in range(start + 1, cfg.steps + 1):
+            idx = torch.randint(0, len(real_y), (cfg.batch_size,))
+            x, y = real_x[idx], real_y[idx]
+            fake_y = torch.randint(0, CLASSES, (cfg.batch_size,))
+            fake = g_net(torch.randn(cfg.batch_size, cfg.latent_dim), fake_y if cfg.conditional else None)
+            cond_y = y if cfg.conditional else None
+            fake_cond = fake_y if cfg.conditional else None
+
+            d_real = d_net(x, cond_y)                       # (B,)
+            d_loss = discriminator_loss(d_real, d_net(fake.detach(), fake_cond))
+            d_opt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            d_opt.step()
+
+            g_loss = generator_loss(d_net(fake, fake_cond))
+            g_opt.zero_grad(set_to_none=True)
+            g_loss.backward()
+            g_opt.step()
+
+            sums["d_loss"] += d_loss.item()
+            sums["g_loss"] += g_loss.item()
+            sums["d_real"] += torch.sigmoid(d_real).mean().item()
+            if step % 100 == 0:
+                row = {"step": float(step), **{k: v / 100 for k, v in sums.items()}}
+                history.append(row)
+                ctx.log_metrics({k: v for k, v in row.items() if k != "step"}, step=step)
+                sums = dict.fromkeys(sums, 0.0)
+                bars.update(task, info=f"D {row['d_loss']:.3f} G {row['g_loss']:.3f}")
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                tensors, plain = rng_state()
+                save_checkpoint(ctx.checkpoint_dir, step, g_net,
+                                {"discriminator": d_net.state_dict(), "g_opt": g_opt.state_dict(),
+                                 "d_opt": d_opt.state_dict(), "rng_tensors": tensors,
+                                 "rng_plain": plain, "history": history},
+                                ctx.config.model_dump(mode="json"))
+            bars.update(task, advance=1)
+
+    g_net.eval()
+    ctx.save_model(g_net)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    labels = torch.arange(cfg.n_generate) % CLASSES
+    images = generate(g_net, cfg.n_generate, labels=labels, generator=gen)
+    metrics = score_samples(images)
+    if cfg.conditional:
+        predicted = torch.from_numpy(features_and_labels(images)[1])
+        metrics["label_agreement"] = float((predicted == labels).float().mean())
+    ref = anchors()
+    metrics["fd_floor"], metrics["fd_ceiling"] = ref["fd_floor_real_halves"], ref["fd_ceiling_gaussian"]
+    metrics["train_seconds"] = time.perf_counter() - started
+    grid = images[:100].view(10, 10, 1, 8, 8).transpose(0, 1).reshape(100, 1, 8, 8)
+    title = "conditional DCGAN, one class per row" if cfg.conditional else "DCGAN samples"
+    save_grid(grid, ctx.figure_path("samples.png"), 10, title)
+    if history:
+        _curves(history, ctx.figure_path("losses.png"))
+    return metrics
+
+
+RECIPE = register(Recipe(
+    name="generative.dcgan",
+    step="3",
+    topic="GAN",
+    summary="DCGAN (conditional by default, projection discriminator) on the 8x8 digits.",
+    config=DCGANConfig,
+    train=train,
+    bar=Bar("digits_fd", "<", 119.5),
+    quick_bar=Bar("digits_fd", "<", 120.0),
+    budget_s=600,
+    quick={"steps": 800},
+    build_model=build_model,
+))
