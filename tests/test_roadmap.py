@@ -55,3 +55,15 @@ def test_bench_writes_markdown_and_json_over_seeds(tmp_path):
     import json
     rows = json.loads((tmp_path / "bench.json").read_text())
     assert rows[0]["seeds"] == [0, 1] and len(rows[0]["values"]) == 2
+
+
+def test_a_full_run_over_its_cpu_budget_has_not_passed(tmp_path):
+    from aiforge.core import run_recipe
+    slow = register(replace(get_recipe("rl.value-iteration"), name="test.over-budget", budget_s=1e-6))
+    try:
+        full = run_recipe("test.over-budget", out=tmp_path / "full", quiet=True, track=False)
+        quick = run_recipe("test.over-budget", quick=True, out=tmp_path / "quick", quiet=True, track=False)
+    finally:
+        registry_module._REGISTRY.pop(slow.name)
+    assert full.metrics["success_rate_4x4"] >= 0.70 and not full.passed
+    assert quick.passed

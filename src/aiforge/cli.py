@@ -108,8 +108,13 @@ def run(
                             resume=resume, quiet=quiet, track=not no_track)
     except InputError as err:
         fail(str(err))
-    verdict = "[green]passed[/]" if result.passed else "[red]missed[/]"
+    from aiforge.core import get_recipe
+
     bar = result.bar
+    budget = get_recipe(result.recipe).budget_s
+    verdict = "[green]passed[/]" if result.passed else "[red]missed[/]"
+    if not result.passed and not result.quick and result.seconds > budget:
+        verdict += f" (over its {budget:g} s budget)"
     console.print(f"{result.recipe}: {bar['metric']} = {result.metrics.get(bar['metric'], float('nan')):.4g} "
                   f"(bar {bar['op']} {bar['value']:g}) {verdict} in {result.seconds:.1f} s")
     console.print(json.dumps(result.metrics, indent=None), highlight=False, soft_wrap=True)
