@@ -1,3 +1,10 @@
 """Step 2: reinforcement learning."""
 
-from aiforge.rl import value_iteration  # noqa: F401  (registers recipes)
+from aiforge.rl import (  # noqa: F401  (importing a recipe module registers it)
+    dqn,
+    ppo,
+    q_learning,
+    reinforce,
+    robotics,
+    value_iteration,
+)
