@@ -100,3 +100,15 @@ def test_a_damaged_newest_checkpoint_is_reported_and_the_previous_stays_usable(t
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "nope")
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    import os
+
+    from aiforge.core.fileio import atomic_write_text
+    atomic_write_text(tmp_path / "report.md", "x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "report.md").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert (tmp_path / "report.md").read_text() == "x"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.md"]
