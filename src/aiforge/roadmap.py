@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import statistics
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -167,7 +166,3 @@ def bench_summary(rows: list[Row], out: Path) -> tuple[Path, Path]:
                                            for r in rows])
     return out / "bench.md", out / "bench.json"
 
-
-def rows_from_json(path: Path) -> list[Row]:
-    return [Row(**{k: v for k, v in item.items() if k in Row.__dataclass_fields__})
-            for item in json.loads(path.read_text())]

@@ -117,12 +117,10 @@ def _execute(recipe: Recipe, cfg: RecipeConfig, out: Path, *, quick: bool, quiet
     tracker.set_tags({"passed": str(result.passed).lower()})
     for rel in [*ctx.artifacts, "result.json", "config.json"]:
         path = out / rel
-        tracker.log_artifact(path, MODEL_ARTIFACT if rel == "model" else _parent(rel))
+        # a folder keeps its own name in the run's artifacts; a file goes beside its siblings
+        tracker.log_artifact(path, rel if path.is_dir() else _parent(rel))
     tracker.end("FINISHED")
     return result
-
-
-MODEL_ARTIFACT = "model"
 
 
 def _parent(rel: str) -> str | None:

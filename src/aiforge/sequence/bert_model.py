@@ -35,7 +35,7 @@ from torch import nn
 
 from aiforge.data.text_corpus import VOCAB_SIZE
 from aiforge.sequence.attention import scaled_dot_product_attention
-from aiforge.sequence.gpt_model import MLP
+from aiforge.sequence.gpt_model import MLP, gpt2_init
 
 # The 98 characters of the shared character vocabulary, then two special ids.
 PAD_ID = VOCAB_SIZE
@@ -114,17 +114,7 @@ class BertEncoder(nn.Module):
         self.mlm_transform = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.LayerNorm(d_model))
         self.mlm_bias = nn.Parameter(torch.zeros(BERT_VOCAB))
         self.classifier = nn.Linear(d_model, n_classes)
-        self.apply(self._init_weights)
-        for name, param in self.named_parameters():                    # as in our GPT (GPT-2)
-            if name.endswith(("attn.proj.weight", "mlp.down.weight")):
-                nn.init.normal_(param, std=0.02 / math.sqrt(2 * n_layer))
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, std=0.02)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
+        gpt2_init(self, n_layer)                                        # as in our GPT
 
     def encode(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """ids (B, T) -> hidden states (B, T, d) and keep (B, T), True at non-pad tokens."""

@@ -49,6 +49,23 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
+def gpt2_init(model: nn.Module, n_layer: int) -> None:
+    """GPT-2's initialisation: N(0, 0.02) weights, zero biases, and the residual output
+    projections scaled by 1/sqrt(2 * n_layer) so the residual stream's variance does not grow
+    with depth."""
+
+    def init(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    model.apply(init)
+    for name, param in model.named_parameters():
+        if name.endswith(("attn.proj.weight", "mlp.down.weight")):
+            nn.init.normal_(param, std=0.02 / math.sqrt(2 * n_layer))
+
+
 class GPT(nn.Module):
     def __init__(self, vocab_size: int, block_size: int, n_layer: int, n_head: int,
                  d_model: int, dropout: float = 0.0, use_sdpa: bool = False) -> None:
@@ -61,19 +78,7 @@ class GPT(nn.Module):
         self.ln_f = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, vocab_size, bias=False)
         self.head.weight = self.tok_emb.weight                       # weight tying
-        self.apply(self._init_weights)
-        # GPT-2: scale the residual output projections by 1/sqrt(2 * n_layer) so the residual
-        # stream's variance does not grow with depth.
-        for name, param in self.named_parameters():
-            if name.endswith(("attn.proj.weight", "mlp.down.weight")):
-                nn.init.normal_(param, std=0.02 / math.sqrt(2 * n_layer))
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, std=0.02)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
+        gpt2_init(self, n_layer)
 
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """idx (B, T) token ids -> logits (B, T, V). With a cache, idx holds only new tokens."""
