@@ -20,7 +20,8 @@ def _problem(n: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _fit(tmp_path: Path, resume: bool = False, **overrides):
     seed_everything(0)
-    cfg = SupervisedConfig.from_dict({"epochs": 5, "lr": 0.05, "batch_size": 32, **overrides})
+    # These tests pin CPU numerics; the CUDA path has its own test below.
+    cfg = SupervisedConfig.from_dict({"epochs": 5, "lr": 0.05, "batch_size": 32, "device": "cpu", **overrides})
     x, y = _problem()
     loader = DataLoader(TensorDataset(x, y), batch_size=cfg.batch_size, shuffle=True)
     model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
@@ -114,8 +115,6 @@ def test_resume_after_a_crash_continues_to_the_same_numbers(tmp_path, monkeypatc
 
 
 def test_amp_on_cpu_is_refused(tmp_path):
-    if torch.cuda.is_available():
-        pytest.skip("CUDA present")
     with pytest.raises(ConfigError, match="amp=true needs a CUDA device"):
         _fit(tmp_path, amp=True)
 
@@ -124,3 +123,22 @@ def test_checkpoint_every_skips_epochs_but_keeps_the_last(tmp_path):
     from aiforge.core.checkpoint import list_checkpoints
     _fit(tmp_path, epochs=5, checkpoint_every=2)
     assert [p.name for p in list_checkpoints(tmp_path / "checkpoints")] == ["step-000004", "step-000005"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_bf16_autocast_on_cuda_learns_and_leaves_fp32_weights(tmp_path):
+    seed_everything(0)
+    cfg = SupervisedConfig.from_dict({"epochs": 5, "lr": 0.05, "batch_size": 32, "device": "cuda", "amp": True})
+    x, y = _problem()
+    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
+    ctx = RunContext(recipe="test", out=tmp_path, config=cfg, quiet=True)
+
+    def evaluate(m):
+        xd, yd = x.to("cuda"), y.to("cuda")
+        return {"acc": float((m(xd).argmax(1) == yd).float().mean())}
+
+    result = fit(model, DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True),
+                 loss_fn=lambda m, b: F.cross_entropy(m(b[0]).float(), b[1]), evaluate=evaluate, cfg=cfg,
+                 ctx=ctx, optimizer=torch.optim.AdamW(model.parameters(), lr=cfg.lr), monitor="acc")
+    assert result.best_value > 0.9
+    assert all(p.dtype == torch.float32 and p.is_cuda for p in model.parameters())

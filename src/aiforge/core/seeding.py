@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from typing import Any
 
@@ -21,6 +22,13 @@ def seed_everything(seed: int, threads: int = 1) -> None:
     torch.set_num_threads(threads)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
+        # On a GPU, cuDNN's autotuner and atomic-add kernels change the numbers from run to
+        # run; a resumed run can only equal an uninterrupted one with deterministic kernels.
+        # cuBLAS reads its workspace setting when it starts, so this must precede its first use.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+        torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
