@@ -10,7 +10,10 @@ tuned CartPole hyperparameters. Stable-Baselines3 is a benchmark dependency only
     python bench/rl_vs_sb3.py --seeds 5 --out bench/results/rl_vs_sb3.json
 
 Runs go one at a time unless `--parallel N`; parallel runs share the CPU, so compare ratios
-from the same invocation only. Each result is also printed as one JSON line.
+from the same invocation only. Each result is also printed as one JSON line. `--algos` and
+`--systems` run a piece of the grid; the pieces merge into `--out` (runs of an (algorithm,
+system) pair that was re-run are replaced, the others kept), and every run records the
+invocation it came from, so a reader can tell which ratios were measured side by side.
 """
 
 from __future__ import annotations
@@ -147,14 +150,18 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                            "wall_seconds_mean": mean_std([r["wall_seconds"] for r in mine])[0]}
         a, b = per["aiforge"]["seconds_to_475_mean"], per["sb3"]["seconds_to_475_mean"]
         ratio = a / b if a is not None and b is not None else None  # None: a side never got there
+        invocations = sorted({r.get("invocation", "unrecorded") for r in rows if r["algo"] == algo})
         out.append({"algo": algo, "aiforge": per["aiforge"], "sb3": per["sb3"],
-                    "time_ratio_aiforge_over_sb3": ratio})
+                    "time_ratio_aiforge_over_sb3": ratio,
+                    "same_invocation": len(invocations) == 1, "invocations": invocations})
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--algos", nargs="+", default=["ppo", "dqn"], choices=["ppo", "dqn"])
+    parser.add_argument("--systems", nargs="+", default=["aiforge", "sb3"],
+                        choices=["aiforge", "sb3"])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--parallel", type=int, default=1, help="processes at once")
     parser.add_argument("--out", type=Path, default=Path("bench/results/rl_vs_sb3.json"))
@@ -164,9 +171,15 @@ def main() -> None:
 
     budgets = {"ppo": ppo.PPOConfig().total_steps, "dqn": dqn.DQNConfig().total_steps}
     jobs = [(system, algo, seed, budgets[algo]) for algo in args.algos
-            for seed in range(args.seeds) for system in ("aiforge", "sb3")]
+            for seed in range(args.seeds) for system in args.systems]
+    invocation = time.strftime("%Y-%m-%dT%H:%M:%S")
     with ProcessPoolExecutor(args.parallel, mp_context=get_context("spawn")) as pool:
-        rows = list(pool.map(job, *zip(*jobs, strict=True)))
+        rows = [{**row, "invocation": invocation}
+                for row in pool.map(job, *zip(*jobs, strict=True))]
+    rerun = {(algo, system) for algo in args.algos for system in args.systems}
+    if args.out.is_file():  # keep the earlier runs of every pair not re-run now
+        earlier = json.loads(args.out.read_text())["runs"]
+        rows = [r for r in earlier if (r["algo"], r["system"]) not in rerun] + rows
     report = {"env": "CartPole-v1", "target": TARGET, "eval_episodes": EVAL_EPISODES,
               "budgets": budgets, "parallel": args.parallel, "cpu_count": os.cpu_count(),
               "summary": summarise(rows), "runs": rows}

@@ -33,10 +33,12 @@ from torch import nn
 from torch.distributions import Categorical, Distribution, Normal
 
 from aiforge.core import Bar, Recipe, RecipeConfig, RunContext, register
+from aiforge.core.checkpoint import latest_checkpoint, save_checkpoint
 from aiforge.core.progress import progress
 from aiforge.rl.common import EpisodeLog, evaluate_policy, make_vector_env, space_dims
 from aiforge.rl.common.curves import plot_learning_curves
 from aiforge.rl.common.envs import EnvId, final_observations
+from aiforge.rl.common.snapshot import loop_state, restore_loop_state
 
 
 class PPOConfig(RecipeConfig):
@@ -48,11 +50,11 @@ class PPOConfig(RecipeConfig):
     """Vectorised environments stepped in lock-step."""
     n_steps: int = Field(32, ge=1)
     """Steps per environment per rollout; a rollout holds n_envs * n_steps transitions."""
-    epochs: int = Field(20, ge=1)
+    epochs: int = Field(10, ge=1)
     """Passes over each rollout."""
     minibatch_size: int = Field(256, ge=1)
     """Transitions per gradient step."""
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(2e-3, gt=0)
     """Adam learning rate at the start."""
     anneal_lr: bool = True
     """Decay the learning rate linearly to 0 over the run."""
@@ -80,6 +82,8 @@ class PPOConfig(RecipeConfig):
     """Record when the 100-episode training mean first reaches this (None: do not)."""
     eval_episodes: int = Field(100, ge=1)
     """Deterministic evaluation episodes after training (mean action / argmax)."""
+    checkpoint_every: int = Field(25_000, ge=1)
+    """Environment steps between resumable checkpoints (rounded up to whole rollouts)."""
 
 
 def layer(n_in: int, n_out: int, gain: float = float(np.sqrt(2))) -> nn.Linear:
@@ -187,8 +191,9 @@ def update(agent: ActorCritic, optimizer: torch.optim.Optimizer, batch: dict[str
             pg_loss = clipped_policy_loss(new_logp, batch["logp"][idx], adv, cfg.clip_coef)
             v_loss = value_loss(agent.value(batch["obs"][idx]), batch["values"][idx],
                                 batch["returns"][idx], cfg.clip_coef if cfg.clip_vloss else None)
-            entropy = agent.entropy(d).mean()
-            loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
+            loss = pg_loss + cfg.vf_coef * v_loss
+            if cfg.ent_coef > 0:  # with c_e = 0 the entropy would only add backward work
+                loss = loss - cfg.ent_coef * agent.entropy(d).mean()
             optimizer.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
@@ -196,25 +201,29 @@ def update(agent: ActorCritic, optimizer: torch.optim.Optimizer, batch: dict[str
     with torch.no_grad():  # of the last minibatch; approximate KL(pi_old || pi), k3 estimator
         log_r = new_logp - batch["logp"][idx]
         return {"policy_loss": float(pg_loss), "value_loss": float(v_loss),
-                "entropy": float(entropy), "approx_kl": float(((log_r.exp() - 1) - log_r).mean())}
+                "entropy": float(agent.entropy(d).mean()),
+                "approx_kl": float(((log_r.exp() - 1) - log_r).mean())}
 
 
 def collect(agent: ActorCritic, envs: gym.vector.VectorEnv, obs: np.ndarray, cfg: PPOConfig,
             log: EpisodeLog, global_step: int) -> tuple[dict[str, torch.Tensor], np.ndarray]:
     """One rollout of n_steps in every environment; returns the flat batch and the next obs."""
     T, N = cfg.n_steps, cfg.n_envs
-    buf = {k: torch.zeros(T, N) for k in ("rewards", "values", "next_values", "terminated",
-                                           "dones", "logp")}
-    obs_buf = torch.zeros(T, N, obs.shape[1])
+    # Per-step bookkeeping goes to numpy (a numpy row write costs a fraction of a torch one);
+    # the network's outputs stay torch tensors.
+    obs_buf = np.zeros((T, N, obs.shape[1]), dtype=np.float32)
+    rewards, terminated, dones = (np.zeros((T, N), dtype=np.float32) for _ in range(3))
+    values, next_values, logp = torch.zeros(T, N), torch.zeros(T, N), torch.zeros(T, N)
     act_buf: list[torch.Tensor] = []
     space = envs.single_action_space
     for t in range(T):
-        obs_t = torch.as_tensor(obs, dtype=torch.float32)                   # (N, obs_dim)
+        obs_buf[t] = obs
+        obs_t = torch.from_numpy(obs_buf[t])                                # (N, obs_dim)
         with torch.no_grad():
             d = agent.dist(obs_t)
             action = d.sample()                                             # (N,) or (N, A)
-            buf["logp"][t] = agent.log_prob(d, action)
-            buf["values"][t] = agent.value(obs_t)
+            logp[t] = agent.log_prob(d, action)
+            values[t] = agent.value(obs_t)
         # The Gaussian is unbounded; the env gets the sample clipped to its bounds, the
         # buffer keeps the unclipped sample so that log-probabilities stay exact.
         env_action = (np.clip(action.numpy(), space.low, space.high) if agent.continuous
@@ -227,50 +236,72 @@ def collect(agent: ActorCritic, envs: gym.vector.VectorEnv, obs: np.ndarray, cfg
         if cut.any():
             last = final_observations(next_obs, infos, done)[cut]
             with torch.no_grad():
-                buf["next_values"][t, torch.as_tensor(cut)] = agent.value(
+                next_values[t, torch.from_numpy(cut)] = agent.value(
                     torch.as_tensor(last, dtype=torch.float32))
-        obs_buf[t], buf["rewards"][t] = obs_t, torch.as_tensor(reward, dtype=torch.float32)
-        buf["terminated"][t] = torch.as_tensor(term, dtype=torch.float32)
-        buf["dones"][t] = torch.as_tensor(done, dtype=torch.float32)
+        rewards[t], terminated[t], dones[t] = reward, term, done
         act_buf.append(action)
         obs = next_obs
     # V(s_{t+1}) where the episode goes on is the next step's V(s_t); after the last step it
     # is V of the observation the next rollout starts from. Where it ended, the entry set
     # above stays (truncation) or is multiplied by 0 in GAE (termination).
+    done_t = torch.from_numpy(dones)                                        # (T, N)
     with torch.no_grad():
-        v_last = agent.value(torch.as_tensor(obs, dtype=torch.float32))        # (N,)
-        following = torch.cat([buf["values"][1:], v_last[None]])             # (T, N)
-    buf["next_values"] = torch.where(buf["dones"].bool(), buf["next_values"], following)
-    adv, ret = compute_gae(buf["rewards"], buf["values"], buf["next_values"], buf["terminated"],
-                           buf["dones"], cfg.gamma, cfg.gae_lambda)
+        v_last = agent.value(torch.as_tensor(obs, dtype=torch.float32))     # (N,)
+    following = torch.cat([values[1:], v_last[None]])                       # (T, N)
+    next_values = torch.where(done_t.bool(), next_values, following)
+    adv, ret = compute_gae(torch.from_numpy(rewards), values, next_values,
+                           torch.from_numpy(terminated), done_t, cfg.gamma, cfg.gae_lambda)
     actions = torch.stack(act_buf)                                          # (T, N[, A])
-    batch = {"obs": obs_buf.flatten(0, 1), "actions": actions.flatten(0, 1),
-             "logp": buf["logp"].flatten(), "values": buf["values"].flatten(),
+    batch = {"obs": torch.from_numpy(obs_buf).flatten(0, 1), "actions": actions.flatten(0, 1),
+             "logp": logp.flatten(), "values": values.flatten(),
              "advantages": adv.flatten(), "returns": ret.flatten()}
     return batch, obs
+
+
+def save(ctx: RunContext, agent: ActorCritic, optimizer: torch.optim.Optimizer,
+         envs: gym.vector.SyncVectorEnv, log: EpisodeLog, obs: np.ndarray, iteration: int,
+         global_step: int) -> None:
+    """A resumable checkpoint after `iteration` rollouts: the agent, Adam's moments, the
+    RNGs, the environments mid-episode and the observation the next rollout starts from."""
+    save_checkpoint(ctx.checkpoint_dir, iteration, agent,
+                    {**loop_state(envs, log), "optimizer": optimizer.state_dict(),
+                     "obs": torch.from_numpy(np.array(obs)), "global_step": global_step},
+                    ctx.config.model_dump(mode="json"))
 
 
 def train(cfg: PPOConfig, ctx: RunContext) -> dict[str, float]:
     envs = make_vector_env(cfg.env_id, cfg.n_envs, cfg.seed)
     agent = build_model(cfg)
-    optimizer = torch.optim.Adam(agent.parameters(), lr=cfg.lr, eps=1e-5)
+    # fused: one kernel for all of Adam's per-parameter updates (the network is tiny, so the
+    # optimizer's per-tensor overhead is a large share of a step)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=cfg.lr, eps=1e-5, fused=True)
     obs, _ = envs.reset(seed=cfg.seed)
     log = EpisodeLog(cfg.n_envs)
-    iterations = max(1, cfg.total_steps // (cfg.n_envs * cfg.n_steps))
-    global_step, reached = 0, None
+    rollout = cfg.n_envs * cfg.n_steps
+    iterations = max(1, cfg.total_steps // rollout)
+    save_every = -(-cfg.checkpoint_every // rollout)  # whole rollouts, rounded up
+    start, global_step, reached = 0, 0, None
+    if ctx.resume and (ckpt := latest_checkpoint(ctx.checkpoint_dir)) is not None:
+        ckpt.load_weights(agent)
+        optimizer.load_state_dict(ckpt.state["optimizer"])
+        restore_loop_state(ckpt.state, envs, log)
+        obs = ckpt.state["obs"].numpy()
+        start, global_step = ckpt.step, int(ckpt.state["global_step"])
     with progress(ctx.quiet) as bar:
-        task = bar.add_task(f"PPO {cfg.env_id}", total=iterations, info="")
-        for it in range(iterations):
+        task = bar.add_task(f"PPO {cfg.env_id}", total=iterations, completed=start, info="")
+        for it in range(start, iterations):
             if cfg.anneal_lr:  # linear decay to 0 at the last iteration
                 optimizer.param_groups[0]["lr"] = cfg.lr * (1 - it / iterations)
             batch, obs = collect(agent, envs, obs, cfg, log, global_step)
-            global_step += cfg.n_envs * cfg.n_steps
+            global_step += rollout
             stats = update(agent, optimizer, batch, cfg)
             mean100 = log.recent_mean()
             ctx.log_metrics({**stats, "train_return_100": mean100}, step=global_step)
             bar.update(task, advance=1, info=f"return {mean100:.1f}")
-            if reached is None and cfg.target_return is not None:
-                reached = log.first_reaching(cfg.target_return)
+            if (it + 1) % save_every == 0 or it + 1 == iterations:
+                save(ctx, agent, optimizer, envs, log, obs, it + 1, global_step)
+    if cfg.target_return is not None:
+        reached = log.first_reaching(cfg.target_return)
     envs.close()
     train_seconds = time.perf_counter() - log.started
     agent.eval()
@@ -317,6 +348,8 @@ class PendulumPPOConfig(PPOConfig):
     """Passes over each rollout."""
     minibatch_size: int = Field(64, ge=1)
     """Transitions per gradient step."""
+    lr: float = Field(1e-3, gt=0)
+    """Adam learning rate at the start."""
     gamma: float = Field(0.9, gt=0, le=1)
     """Discount factor."""
     gae_lambda: float = Field(0.95, ge=0, le=1)

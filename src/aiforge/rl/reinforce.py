@@ -28,10 +28,12 @@ from torch import nn
 from torch.distributions import Categorical
 
 from aiforge.core import Bar, Recipe, RecipeConfig, RunContext, register
+from aiforge.core.checkpoint import latest_checkpoint, save_checkpoint
 from aiforge.core.progress import progress
 from aiforge.rl.common import EnvError, EpisodeLog, evaluate_policy, make_vector_env, space_dims
 from aiforge.rl.common.curves import plot_learning_curves
 from aiforge.rl.common.envs import EnvId, final_observations
+from aiforge.rl.common.snapshot import loop_state, restore_loop_state
 
 
 class ReinforceConfig(RecipeConfig):
@@ -61,6 +63,8 @@ class ReinforceConfig(RecipeConfig):
     """Record when the 100-episode training mean first reaches this (None: do not)."""
     eval_episodes: int = Field(100, ge=1)
     """Greedy (argmax) evaluation episodes after training."""
+    checkpoint_every: int = Field(50, ge=1)
+    """Updates between resumable checkpoints."""
 
 
 def mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
@@ -154,10 +158,16 @@ def train(cfg: ReinforceConfig, ctx: RunContext) -> dict[str, float]:
     v_opt = torch.optim.Adam(agent.baseline.parameters(), lr=cfg.baseline_lr)
     envs = make_vector_env(cfg.env_id, cfg.n_envs, cfg.seed)
     envs.reset(seed=cfg.seed)  # seeds every sub-env once; later resets continue their RNGs
-    log, step, reached = EpisodeLog(), 0, None
+    log, step, start = EpisodeLog(), 0, 0
+    if ctx.resume and (ckpt := latest_checkpoint(ctx.checkpoint_dir)) is not None:
+        ckpt.load_weights(agent)
+        pi_opt.load_state_dict(ckpt.state["pi_opt"])
+        v_opt.load_state_dict(ckpt.state["v_opt"])
+        restore_loop_state(ckpt.state, envs, log)  # the envs' RNGs draw the next starts
+        start, step = ckpt.step, int(ckpt.state["env_steps"])
     with progress(ctx.quiet) as bar:
-        task = bar.add_task(f"REINFORCE {cfg.env_id}", total=cfg.updates, info="")
-        for update in range(cfg.updates):
+        task = bar.add_task(f"REINFORCE {cfg.env_id}", total=cfg.updates, completed=start, info="")
+        for update in range(start, cfg.updates):
             if cfg.anneal_lr:
                 frac = 1 - update / cfg.updates
                 pi_opt.param_groups[0]["lr"] = cfg.lr * frac
@@ -180,8 +190,12 @@ def train(cfg: ReinforceConfig, ctx: RunContext) -> dict[str, float]:
                              "baseline_loss": float(v_loss.detach()),
                              "train_return_100": log.recent_mean()}, step=step)
             bar.update(task, advance=1, info=f"return {log.recent_mean():.1f}")
-            if reached is None and cfg.target_return is not None:
-                reached = log.first_reaching(cfg.target_return)
+            if (update + 1) % cfg.checkpoint_every == 0 or update + 1 == cfg.updates:
+                save_checkpoint(ctx.checkpoint_dir, update + 1, agent,
+                                {**loop_state(envs, log), "pi_opt": pi_opt.state_dict(),
+                                 "v_opt": v_opt.state_dict(), "env_steps": step},
+                                ctx.config.model_dump(mode="json"))
+    reached = log.first_reaching(cfg.target_return) if cfg.target_return is not None else None
     envs.close()
     train_seconds = time.perf_counter() - log.started
     agent.eval()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -38,6 +39,18 @@ class EpisodeLog:
         self.returns.append(episode_return)
         self.steps.append(global_step)
         self.seconds.append(time.perf_counter() - self.started)
+
+    def state_dict(self) -> dict[str, Any]:
+        """For a checkpoint: the episodes so far, the running sums, and the seconds elapsed
+        (the clock goes on from there after a resume)."""
+        return {"returns": list(self.returns), "steps": list(self.steps),
+                "seconds": list(self.seconds), "running": self._running.tolist(),
+                "elapsed": time.perf_counter() - self.started}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.returns, self.steps = list(state["returns"]), list(state["steps"])
+        self.seconds, self._running = list(state["seconds"]), np.asarray(state["running"])
+        self.started = time.perf_counter() - state["elapsed"]
 
     def recent_mean(self, window: int = 100) -> float:
         return float(np.mean(self.returns[-window:])) if self.returns else float("nan")

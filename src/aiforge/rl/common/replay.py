@@ -45,6 +45,21 @@ class ReplayBuffer:
             self.pos = (self.pos + 1) % self.capacity
             self.size = min(self.size + 1, self.capacity)
 
+    FIELDS = ("obs", "next_obs", "actions", "rewards", "terminated")
+
+    def state_dict(self) -> dict[str, torch.Tensor | int]:
+        """The stored transitions and the ring's position, for a resumable checkpoint."""
+        arrays = {k: torch.from_numpy(getattr(self, k)[: self.size].copy()) for k in self.FIELDS}
+        return {**arrays, "pos": self.pos, "size": self.size}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor | int]) -> None:
+        size = int(state["size"])
+        if size > self.capacity:
+            raise ValueError(f"the saved buffer holds {size} transitions, capacity is {self.capacity}")
+        for k in self.FIELDS:
+            getattr(self, k)[:size] = state[k].numpy()  # type: ignore[union-attr]
+        self.pos, self.size = int(state["pos"]), size
+
     def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
         if self.size == 0:
             raise ValueError("cannot sample from an empty replay buffer")
