@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from datetime import datetime
 from pathlib import Path
@@ -81,10 +82,27 @@ def run_recipe(
         out = out or default_out(recipe.name, seed)
         if out.exists() and any(out.iterdir()):
             raise InputError(f"--out {out} exists and is not empty; pick a new folder or use --resume")
+        created = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / RUN_META, {"recipe": recipe.name, "quick": quick, "seed": seed,
                                            "config": cfg.model_dump(mode="json")})
-    return _execute(recipe, cfg, out, quick=quick, quiet=quiet, resume=resume is not None, track=track)
+        try:
+            return _execute(recipe, cfg, out, quick=quick, quiet=quiet, resume=False, track=track)
+        except InputError:
+            # Some input can only be checked when the recipe reads it (a data file named in the
+            # config); a run refused then leaves nothing behind, as one refused earlier does.
+            _remove_new_run(out, created)
+            raise
+    return _execute(recipe, cfg, out, quick=quick, quiet=quiet, resume=True, track=track)
+
+
+def _remove_new_run(out: Path, created: bool) -> None:
+    """Undo a new run's folder: delete it if this run made it, else empty it (it was empty)."""
+    if created:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for child in out.iterdir():
+        shutil.rmtree(child) if child.is_dir() else child.unlink()
 
 
 def _execute(recipe: Recipe, cfg: RecipeConfig, out: Path, *, quick: bool, quiet: bool,
