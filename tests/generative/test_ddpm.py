@@ -101,7 +101,8 @@ def test_sample_command_writes_a_grid(quick_run, tmp_path):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--class", "12"], "--class must be a digit"),
+    (["--class", "12"], "--class must lie in 0..9"),
+    (["--truncation", "0.5"], "--truncation is for generative.stylegan"),
     (["--steps", "0"], "--steps must lie in"),
     (["--n", "0"], "--n must lie in"),
     (["--out", "grid.jpg"], "must name a .png"),

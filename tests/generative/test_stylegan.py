@@ -5,7 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from typer.testing import CliRunner
 
+from aiforge.cli import app
 from aiforge.core import load_model, run_recipe
 from aiforge.generative import stylegan as S
 
@@ -75,13 +77,43 @@ def test_noise_inputs_change_the_image_and_generate_is_seeded():
     assert torch.equal(a, b)
 
 
-def test_quick_stylegan_clears_its_bar_and_reloads(tmp_path):
-    result = run_recipe("generative.stylegan", quick=True, out=tmp_path, quiet=True, track=False)
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("stylegan")
+    return out, run_recipe("generative.stylegan", quick=True, out=out, quiet=True, track=False)
+
+
+def test_quick_stylegan_clears_its_bar_and_reloads(quick_run):
+    out, result = quick_run
     m = result.metrics
     assert result.passed and m["classes_covered"] == 10 and m["digits_fd"] < m["fd_ceiling"]
-    assert (tmp_path / "figures" / "style_mixing.png").is_file()
-    model = load_model(tmp_path)
+    assert (out / "figures" / "style_mixing.png").is_file()
+    model = load_model(out)
     labels = torch.arange(10)
     a = S.generate(model, labels, generator=torch.Generator().manual_seed(0))
     b = S.generate(model, labels, generator=torch.Generator().manual_seed(0))
     assert torch.equal(a, b) and a.shape == (10, 1, 8, 8)
+
+
+def test_sample_command_draws_a_seeded_stylegan_grid_with_truncation(quick_run, tmp_path):
+    out, _ = quick_run
+    pngs = [tmp_path / name for name in ("a.png", "b.png", "c.png")]
+    for png, extra in zip(pngs, (["--truncation", "0.7"], ["--truncation", "0.7"], []), strict=True):
+        result = CliRunner().invoke(app, ["sample", "generative.stylegan", "--run", str(out),
+                                          "--n", "20", "--class", "3", "--seed", "5",
+                                          "--out", str(png), *extra])
+        assert result.exit_code == 0, result.output
+    assert pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert pngs[0].read_bytes() == pngs[1].read_bytes()      # same seed, same grid
+    assert pngs[0].read_bytes() != pngs[2].read_bytes()      # psi 0.7 differs from psi 1
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--truncation", "1.5"], "--truncation must lie in 0..1"),
+    (["--steps", "10"], "has no sampler"),
+    (["--class", "10"], "--class must lie in 0..9"),
+])
+def test_sample_command_rejects_bad_stylegan_options(quick_run, args, message):
+    out, _ = quick_run
+    result = CliRunner().invoke(app, ["sample", "generative.stylegan", "--run", str(out), *args])
+    assert result.exit_code == 2 and message in result.output

@@ -56,22 +56,29 @@ def real_test_halves() -> tuple[DigitsSplit, DigitsSplit]:
 
 
 def image_grid(images: torch.Tensor, nrow: int) -> np.ndarray:
-    """(N, 1, H, W) in [0, 1] -> one (rows*(H+1)-1, nrow*(W+1)-1) array with light grey
-    1-pixel gaps between the images."""
-    n, _, h, w = images.shape
+    """(N, C, H, W) in [0, 1], C = 1 or 3 -> one (rows*(H+1)-1, nrow*(W+1)-1) grey array, or
+    the same with a last axis of 3 for colour, with 1-pixel gaps between the images."""
+    n, c, h, w = images.shape
     rows = (n + nrow - 1) // nrow
-    grid = 0.25 * np.ones((rows * (h + 1) - 1, nrow * (w + 1) - 1), dtype=np.float32)
+    shape = (rows * (h + 1) - 1, nrow * (w + 1) - 1) + ((3,) if c == 3 else ())
+    grid = (0.25 if c == 1 else 1.0) * np.ones(shape, dtype=np.float32)  # light gaps
     for i, img in enumerate(images.detach().clamp(0, 1).cpu().numpy()):
-        r, c = divmod(i, nrow)
-        grid[r * (h + 1):r * (h + 1) + h, c * (w + 1):c * (w + 1) + w] = img[0]
+        r, col = divmod(i, nrow)
+        tile = img[0] if c == 1 else img.transpose(1, 2, 0)                 # (H, W) or (H, W, 3)
+        grid[r * (h + 1):r * (h + 1) + h, col * (w + 1):col * (w + 1) + w] = tile
     return grid
 
 
 def save_grid(images: torch.Tensor, path: Path, nrow: int = 10, title: str = "") -> Path:
-    """Write a grid of grey images (dark ink on white) as a PNG."""
+    """Write a grid of images as a PNG: grey ones as dark ink on white, colour as they are."""
     grid = image_grid(images, nrow)
-    fig, ax = plt.subplots(figsize=(0.45 * nrow + 0.5, 0.45 * grid.shape[0] / 9 + 0.7))
-    ax.imshow(grid, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    side = images.shape[-1]
+    inch = 0.45 * max(1.0, side / 16)  # bigger tiles for bigger images
+    fig, ax = plt.subplots(figsize=(inch * nrow + 0.5, inch * grid.shape[0] / (side + 1) + 0.7))
+    if grid.ndim == 2:
+        ax.imshow(grid, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    else:
+        ax.imshow(grid, interpolation="nearest")
     ax.set_axis_off()
     if title:
         ax.set_title(title, fontsize=9)
@@ -79,3 +86,10 @@ def save_grid(images: torch.Tensor, path: Path, nrow: int = 10, title: str = "")
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def class_rows(images: torch.Tensor, labels: torch.Tensor, classes: int, per_row: int = 10) -> torch.Tensor:
+    """The first `per_row` images of each class in turn, for a grid with one class per row
+    (classes past the tenth are left out of the figure)."""
+    rows = [images[labels == c][:per_row] for c in range(min(classes, 10))]
+    return torch.cat(rows)

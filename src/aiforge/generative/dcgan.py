@@ -14,6 +14,9 @@ LeakyReLU(0.2) in D, Adam with lr 2e-4 and beta1 = 0.5.
 The conditional variant (Mirza & Osindero, 2014) feeds G a learned label embedding beside z,
 and gives D a projection term (Miyato & Koyama, 2018, eq. 3): D(x, y) = psi(phi(x)) +
 <embed(y), phi(x)>, which scores how well x matches y rather than only how real it looks.
+
+`dataset=shapes` (32x32 colour) or `dataset=imagefolder` (a user's folder) trains the same
+networks at that size and channel count (`generative.datasets`); the bars are the digits'.
 """
 
 from __future__ import annotations
@@ -26,19 +29,20 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from aiforge.core import Bar, Recipe, RecipeConfig, RunContext, register
+from aiforge.core import Bar, Recipe, RunContext, register
 from aiforge.core.checkpoint import latest_checkpoint, save_checkpoint
 from aiforge.core.plots import plt
 from aiforge.core.progress import progress
 from aiforge.core.seeding import rng_state, set_rng_state
-from aiforge.data.digits import digits_splits
-from aiforge.generative.data import save_grid
-from aiforge.generative.evaluation import anchors, features_and_labels, score_samples
+from aiforge.generative.data import class_rows, save_grid
+from aiforge.generative.datasets import ImageDataConfig, load_image_set
+from aiforge.generative.image_eval import anchor_metrics, score_generated
 
 CLASSES = 10
+PROJECTION_FEATURES = 512  # D's features at 8x8 and width 32 (the digits setting)
 
 
-class DCGANConfig(RecipeConfig):
+class DCGANConfig(ImageDataConfig):
     steps: int = Field(4000, ge=1)
     """Generator updates (one discriminator update each)."""
     batch_size: int = Field(64, ge=2)
@@ -60,24 +64,28 @@ class DCGANConfig(RecipeConfig):
 
 
 class Generator(nn.Module):
-    def __init__(self, latent_dim: int = 32, width: int = 64, conditional: bool = True) -> None:
+    """z (and a label) -> linear -> (size/4)^2 map -> two stride-2 transposed convs -> image.
+    At the digits' 8x8 the map starts at 2x2; for 32x32 colour images at 8x8."""
+
+    def __init__(self, latent_dim: int = 32, width: int = 64, conditional: bool = True, *,
+                 channels: int = 1, size: int = 8, classes: int = CLASSES) -> None:
         super().__init__()
-        w = width
+        w, s = width, size // 4
         self.latent_dim, self.conditional = latent_dim, conditional
-        self.label_emb = nn.Embedding(CLASSES, latent_dim) if conditional else None
+        self.label_emb = nn.Embedding(classes, latent_dim) if conditional else None
         in_dim = 2 * latent_dim if conditional else latent_dim
         self.net = nn.Sequential(
-            nn.Linear(in_dim, 4 * w * 2 * 2, bias=False), nn.Unflatten(1, (4 * w, 2, 2)),
+            nn.Linear(in_dim, 4 * w * s * s, bias=False), nn.Unflatten(1, (4 * w, s, s)),
             nn.BatchNorm2d(4 * w), nn.ReLU(),
-            nn.ConvTranspose2d(4 * w, 2 * w, 4, stride=2, padding=1, bias=False),  # 2 -> 4
+            nn.ConvTranspose2d(4 * w, 2 * w, 4, stride=2, padding=1, bias=False),  # s -> 2s
             nn.BatchNorm2d(2 * w), nn.ReLU(),
-            nn.ConvTranspose2d(2 * w, w, 4, stride=2, padding=1, bias=False),      # 4 -> 8
+            nn.ConvTranspose2d(2 * w, w, 4, stride=2, padding=1, bias=False),      # 2s -> 4s
             nn.BatchNorm2d(w), nn.ReLU(),
-            nn.Conv2d(w, 1, 3, padding=1), nn.Tanh(),
+            nn.Conv2d(w, channels, 3, padding=1), nn.Tanh(),
         )
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """z (B, latent_dim), labels y (B,) -> images (B, 1, 8, 8) in [-1, 1]."""
+        """z (B, latent_dim), labels y (B,) -> images (B, C, size, size) in [-1, 1]."""
         if self.label_emb is not None:
             if y is None:
                 raise ValueError("a conditional generator needs labels")
@@ -86,22 +94,30 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    def __init__(self, width: int = 64, conditional: bool = True) -> None:
+    def __init__(self, width: int = 64, conditional: bool = True, *, channels: int = 1,
+                 size: int = 8, classes: int = CLASSES) -> None:
         super().__init__()
-        w = width
+        w, flat = width, 4 * width * (size // 4) ** 2
         self.features = nn.Sequential(
-            nn.Conv2d(1, w, 3, padding=1), nn.LeakyReLU(0.2),                      # no BN here
-            nn.Conv2d(w, 2 * w, 4, stride=2, padding=1, bias=False),               # 8 -> 4
+            nn.Conv2d(channels, w, 3, padding=1), nn.LeakyReLU(0.2),               # no BN here
+            nn.Conv2d(w, 2 * w, 4, stride=2, padding=1, bias=False),               # s -> s/2
             nn.BatchNorm2d(2 * w), nn.LeakyReLU(0.2),
-            nn.Conv2d(2 * w, 4 * w, 4, stride=2, padding=1, bias=False),           # 4 -> 2
+            nn.Conv2d(2 * w, 4 * w, 4, stride=2, padding=1, bias=False),           # s/2 -> s/4
             nn.BatchNorm2d(4 * w), nn.LeakyReLU(0.2), nn.Flatten(),
         )
-        self.score = nn.Linear(4 * w * 4, 1)
-        self.label_emb = nn.Embedding(CLASSES, 4 * w * 4) if conditional else None
+        self.score = nn.Linear(flat, 1)
+        self.label_emb = nn.Embedding(classes, flat) if conditional else None
+        if self.label_emb is not None and flat > PROJECTION_FEATURES:
+            # The projection sums `flat` products, so with N(0, 1) embeddings its scale grows
+            # as sqrt(flat): at 32x32 (4,096 features at width 16) the first D loss was about
+            # 46 (17 with this scaling). Scale the embedding so the term starts as large as at
+            # the digits' 8x8, where the bars were measured.
+            with torch.no_grad():
+                self.label_emb.weight.mul_((PROJECTION_FEATURES / flat) ** 0.5)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Images (B, 1, 8, 8) in [-1, 1] -> logits (B,) of "real"."""
-        h = self.features(x)                                    # (B, 16w)
+        """Images (B, C, size, size) in [-1, 1] -> logits (B,) of "real"."""
+        h = self.features(x)                                    # (B, 4w (size/4)^2)
         logit = self.score(h).squeeze(1)
         if self.label_emb is not None and y is not None:
             logit = logit + (self.label_emb(y) * h).sum(1)      # projection term
@@ -109,7 +125,8 @@ class Discriminator(nn.Module):
 
 
 def build_model(cfg: DCGANConfig) -> Generator:
-    return Generator(cfg.latent_dim, cfg.width, cfg.conditional)
+    return Generator(cfg.latent_dim, cfg.width, cfg.conditional, channels=cfg.channels,
+                     size=cfg.size, classes=cfg.classes)
 
 
 def discriminator_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
@@ -125,7 +142,7 @@ def generator_loss(d_fake: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def generate(model: Generator, n: int, *, labels: torch.Tensor | None,
              generator: torch.Generator) -> torch.Tensor:
-    """n images (n, 1, 8, 8) in [0, 1]; labels (n,) for a conditional generator."""
+    """n images (n, C, size, size) in [0, 1]; labels (n,) for a conditional generator."""
     was_training = model.training
     model.eval()
     z = torch.randn(n, model.latent_dim, generator=generator)
@@ -148,9 +165,11 @@ def _curves(history: list[dict[str, float]], path: Path) -> None:
 
 
 def train(cfg: DCGANConfig, ctx: RunContext) -> dict[str, float]:
-    data = digits_splits()["train"]
-    real_x, real_y = 2 * data.x - 1, data.y                     # [-1, 1], like tanh
-    g_net, d_net = build_model(cfg), Discriminator(cfg.width, cfg.conditional)
+    data = load_image_set(cfg)
+    real_x, real_y = 2 * data.train_x - 1, data.train_y         # [-1, 1], like tanh
+    g_net = build_model(cfg)
+    d_net = Discriminator(cfg.width, cfg.conditional, channels=cfg.channels, size=cfg.size,
+                          classes=cfg.classes)
     g_opt = torch.optim.Adam(g_net.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     d_opt = torch.optim.Adam(d_net.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     history: list[dict[str, float]] = []
@@ -169,7 +188,7 @@ def train(cfg: DCGANConfig, ctx: RunContext) -> dict[str, float]:
         for step in range(start + 1, cfg.steps + 1):
             idx = torch.randint(0, len(real_y), (cfg.batch_size,))
             x, y = real_x[idx], real_y[idx]
-            fake_y = torch.randint(0, CLASSES, (cfg.batch_size,))
+            fake_y = torch.randint(0, cfg.classes, (cfg.batch_size,))
             fake = g_net(torch.randn(cfg.batch_size, cfg.latent_dim), fake_y if cfg.conditional else None)
             cond_y = y if cfg.conditional else None
             fake_cond = fake_y if cfg.conditional else None
@@ -206,22 +225,24 @@ def train(cfg: DCGANConfig, ctx: RunContext) -> dict[str, float]:
     g_net.eval()
     ctx.save_model(g_net)
     gen = torch.Generator().manual_seed(cfg.seed)
-    labels = torch.arange(cfg.n_generate) % CLASSES
+    labels = torch.arange(cfg.n_generate) % cfg.classes
     images = generate(g_net, cfg.n_generate, labels=labels, generator=gen)
-    metrics = score_samples(images)
-    if cfg.conditional:
-        predicted = torch.from_numpy(features_and_labels(images)[1])
-        metrics["label_agreement"] = float((predicted == labels).float().mean())
-    ref = anchors()
-    metrics["fd_floor"], metrics["fd_ceiling"] = ref["fd_floor_real_halves"], ref["fd_ceiling_gaussian"]
+    metrics = score_generated(data, images, labels if cfg.conditional else None)
+    metrics.update(anchor_metrics(data))
     metrics["train_seconds"] = time.perf_counter() - started
-    grid = images[:100].view(10, 10, 1, 8, 8).transpose(0, 1).reshape(100, 1, 8, 8)
-    title = "conditional DCGAN, one class per row" if cfg.conditional else "DCGAN samples"
-    save_grid(grid, ctx.figure_path("samples.png"), 10, title)
+    if cfg.conditional:
+        save_grid(class_rows(images, labels, cfg.classes), ctx.figure_path("samples.png"), 10,
+                  "conditional DCGAN, one class per row")
+    else:
+        save_grid(images[:100], ctx.figure_path("samples.png"), 10, "DCGAN samples")
     if history:
         _curves(history, ctx.figure_path("losses.png"))
     return metrics
 
+
+CLASS_BALANCE = (Bar("min_class_share", ">=", 0.05), Bar("max_class_share", "<=", 0.15))
+"""Every class between 5 and 15 % of the samples (as labelled by the digits classifier); a
+class with no samples has share 0, so this also asks for all ten classes."""
 
 RECIPE = register(Recipe(
     name="generative.dcgan",
@@ -230,8 +251,10 @@ RECIPE = register(Recipe(
     summary="DCGAN (conditional by default, projection discriminator) on the 8x8 digits.",
     config=DCGANConfig,
     train=train,
-    bar=Bar("digits_fd", "<", 119.5),
-    quick_bar=Bar("digits_fd", "<", 120.0),
+    # The issue's bar says three things: digits-FD below the VAE's (119.5, measured), all ten
+    # classes generated, and each class between 5 and 15 % of the samples.
+    bar=Bar("digits_fd", "<", 119.5, also=CLASS_BALANCE),
+    quick_bar=Bar("digits_fd", "<", 120.0, also=CLASS_BALANCE),
     budget_s=600,
     quick={"steps": 800},
     build_model=build_model,

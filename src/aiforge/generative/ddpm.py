@@ -16,7 +16,8 @@ one network learns both eps(x_t, t, y) and eps(x_t, t). Sampling mixes the two:
 samples with 50 DDIM steps at eta = 1, i.e. ancestral sampling on the shortened schedule:
 on this small, briefly trained model the deterministic eta = 0 sampler leaves speckled
 backgrounds and scores about twice the digits-FD. The schedule and the samplers live in
-`generative.diffusion`, the network in `generative.unet`.
+`generative.diffusion`, the network in `generative.unet`. `dataset=shapes` or
+`dataset=imagefolder` trains on colour images (`generative.datasets`); the bars are the digits'.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from aiforge.core import Bar, Recipe, RunContext, SupervisedConfig, fit, register
 from aiforge.core.plots import learning_curves
-from aiforge.data.digits import digits_splits
-from aiforge.generative.data import save_grid
+from aiforge.generative.data import class_rows, save_grid
+from aiforge.generative.datasets import ImageDataConfig, load_image_set
 from aiforge.generative.diffusion import (
     EpsFn,
     NoiseSchedule,
@@ -42,19 +43,11 @@ from aiforge.generative.diffusion import (
     sample_ddim,
     sample_ddpm,
 )
-from aiforge.generative.evaluation import (
-    anchors,
-    class_shares,
-    features_and_labels,
-    reference,
-    score_samples,
-)
+from aiforge.generative.image_eval import anchor_metrics, fd_name, reference_size, score_generated
 from aiforge.generative.unet import UNet
 
-CLASSES = 10
 
-
-class DDPMConfig(SupervisedConfig):
+class DDPMConfig(SupervisedConfig, ImageDataConfig):
     epochs: int = Field(60, ge=1)
     """Number of passes over the training set."""
     batch_size: int = Field(32, ge=1)
@@ -95,7 +88,7 @@ class DDPMConfig(SupervisedConfig):
 
 
 def build_model(cfg: DDPMConfig) -> UNet:
-    return UNet(cfg.width, CLASSES, cfg.dropout)
+    return UNet(cfg.width, cfg.classes, cfg.dropout, in_channels=cfg.channels)
 
 
 def to_model_scale(x: torch.Tensor) -> torch.Tensor:
@@ -108,12 +101,12 @@ def to_image_scale(x: torch.Tensor) -> torch.Tensor:
 
 def diffusion_loss(model: UNet, schedule: NoiseSchedule, x0: torch.Tensor, y: torch.Tensor,
                    p_uncond: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """The simple loss (DDPM eq. 14) of a batch x0 (B, 1, 8, 8) in [-1, 1] with labels (B,)."""
+    """The simple loss (DDPM eq. 14) of a batch x0 (B, C, H, W) in [-1, 1] with labels (B,)."""
     b, device = len(x0), x0.device
     t = torch.randint(0, schedule.steps, (b,), generator=generator)          # (B,)
-    noise = torch.randn(x0.shape, generator=generator).to(device)             # (B, 1, 8, 8)
+    noise = torch.randn(x0.shape, generator=generator).to(device)             # (B, C, H, W)
     drop = torch.rand(b, generator=generator).to(device) < p_uncond
-    y = torch.where(drop, torch.full_like(y, CLASSES), y)                     # CFG label dropout
+    y = torch.where(drop, torch.full_like(y, model.classes), y)               # CFG label dropout
     x_t = q_sample(schedule, x0, t.to(device), noise)
     return F.mse_loss(model(x_t, t.to(device), y), noise)
 
@@ -122,7 +115,7 @@ def guided_eps_fn(model: UNet, labels: torch.Tensor | None, guidance: float) -> 
     """eps(x_t, t) for a sampler: unconditional when `labels` is None, else guided."""
     if labels is None:
         return lambda x, t: model(x, t)
-    null = torch.full_like(labels, CLASSES)
+    null = torch.full_like(labels, model.classes)                             # "no label" token
     if guidance == 1.0:
         return lambda x, t: model(x, t, labels)
 
@@ -136,12 +129,12 @@ def guided_eps_fn(model: UNet, labels: torch.Tensor | None, guidance: float) -> 
 @torch.no_grad()
 def generate(model: UNet, schedule: NoiseSchedule, n: int, *, labels: torch.Tensor | None,
              generator: torch.Generator, sampler: Literal["ddim", "ddpm"] = "ddim",
-             steps: int = 50, guidance: float = 1.25, eta: float = 1.0) -> torch.Tensor:
-    """n images (n, 1, 8, 8) in [0, 1]; `labels` (n,) or None for unconditional samples."""
+             steps: int = 50, guidance: float = 1.25, eta: float = 1.0, size: int = 8) -> torch.Tensor:
+    """n images (n, C, size, size) in [0, 1]; `labels` (n,) or None for unconditional samples."""
     device = next(model.parameters()).device
     labels = None if labels is None else labels.to(device)
     eps_fn = guided_eps_fn(model.eval(), labels, guidance)
-    shape = (n, 1, 8, 8)
+    shape = (n, model.inp.in_channels, size, size)
     if sampler == "ddpm":
         x = sample_ddpm(eps_fn, schedule, shape, generator, device=device)
     else:
@@ -149,21 +142,16 @@ def generate(model: UNet, schedule: NoiseSchedule, n: int, *, labels: torch.Tens
     return to_image_scale(x).cpu()
 
 
-def balanced_labels(n: int) -> torch.Tensor:
-    return torch.arange(n) % CLASSES
-
-
-def label_agreement(images: torch.Tensor, labels: torch.Tensor) -> float:
-    """Share of samples the feature classifier puts in the class they were asked for."""
-    return float((torch.from_numpy(features_and_labels(images)[1]) == labels).float().mean())
+def balanced_labels(n: int, classes: int = 10) -> torch.Tensor:
+    return torch.arange(n) % classes
 
 
 def train(cfg: DDPMConfig, ctx: RunContext) -> dict[str, float]:
-    splits = digits_splits()
+    data = load_image_set(cfg)
     schedule = make_schedule(cfg.noise_schedule, cfg.timesteps)
-    data = TensorDataset(to_model_scale(splits["train"].x), splits["train"].y)
-    loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True)
-    val_x, val_y = to_model_scale(splits["val"].x), splits["val"].y
+    loader = DataLoader(TensorDataset(to_model_scale(data.train_x), data.train_y),
+                        batch_size=cfg.batch_size, shuffle=True)
+    val_x, val_y = to_model_scale(data.val_x), data.val_y
     model = build_model(cfg)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
@@ -184,38 +172,38 @@ def train(cfg: DDPMConfig, ctx: RunContext) -> dict[str, float]:
 
     def sample(n: int, seed_offset: int, guidance: float = cfg.guidance,
                sampler: Literal["ddim", "ddpm"] = "ddim") -> tuple[torch.Tensor, torch.Tensor]:
-        """n images with balanced labels 0..9, 0..9, ..., and those labels."""
-        labels = balanced_labels(n)
+        """n images with balanced labels 0, 1, ..., k-1, 0, 1, ..., and those labels."""
+        labels = balanced_labels(n, cfg.classes)
         g = torch.Generator().manual_seed(cfg.seed + seed_offset)
         images = generate(model, schedule, n, labels=labels, generator=g, sampler=sampler,
-                          steps=cfg.sample_steps, guidance=guidance, eta=cfg.eta)
+                          steps=cfg.sample_steps, guidance=guidance, eta=cfg.eta, size=cfg.size)
         return images, labels
 
+    fd = fd_name(data)  # digits_fd on the digits; shapes_fd or imagefolder_fd otherwise
     images, labels = sample(cfg.n_generate, 0)
-    metrics = {**score_samples(images), "label_agreement": label_agreement(images, labels)}
+    metrics = score_generated(data, images, labels)
     plain, _ = sample(cfg.n_generate, 1, guidance=1.0)
-    metrics["digits_fd_no_guidance"] = score_samples(plain)["digits_fd"]
+    metrics[f"{fd}_no_guidance"] = score_generated(data, plain)[fd]
     uncond = generate(model, schedule, cfg.n_generate, labels=None, steps=cfg.sample_steps,
-                      generator=torch.Generator().manual_seed(cfg.seed + 2), eta=cfg.eta)
-    uncond_scores = score_samples(uncond)
-    metrics["digits_fd_unconditional"] = uncond_scores["digits_fd"]
-    metrics["unconditional_min_class_share"] = float(class_shares(uncond).min())
+                      generator=torch.Generator().manual_seed(cfg.seed + 2), eta=cfg.eta,
+                      size=cfg.size)
+    uncond_scores = score_generated(data, uncond)
+    metrics[f"{fd}_unconditional"] = uncond_scores[fd]
+    metrics["unconditional_min_class_share"] = uncond_scores["min_class_share"]
     if cfg.eval_ancestral:
-        ancestral, _ = sample(reference().size, 3, sampler="ddpm")
-        metrics["digits_fd_ancestral"] = score_samples(ancestral)["digits_fd"]
+        ancestral, _ = sample(reference_size(data), 3, sampler="ddpm")
+        metrics[f"{fd}_ancestral"] = score_generated(data, ancestral)[fd]
         save_grid(ancestral[:100], ctx.figure_path("samples_ancestral.png"), 10,
                   f"ancestral DDPM ({cfg.timesteps} steps), guidance {cfg.guidance:g}")
-    ref = anchors()
-    metrics["fd_floor"], metrics["fd_ceiling"] = ref["fd_floor_real_halves"], ref["fd_ceiling_gaussian"]
+    metrics.update(anchor_metrics(data))
     metrics["best_epoch"] = float(result.best_epoch)
 
-    # labels cycle 0..9, so the first 100 images are 10 rows of 0..9: transpose to a row per class
-    by_class = images[:100].view(10, 10, 1, 8, 8).transpose(0, 1).reshape(100, 1, 8, 8)
-    save_grid(by_class, ctx.figure_path("samples_by_class.png"), 10,
+    save_grid(class_rows(images, labels, cfg.classes), ctx.figure_path("samples_by_class.png"), 10,
               f"DDIM {cfg.sample_steps} steps, guidance {cfg.guidance:g}; one class per row")
     save_grid(uncond[:100], ctx.figure_path("samples_unconditional.png"), 10, "unconditional")
-    sweep = [generate(model, schedule, 10, labels=torch.arange(10), steps=k, guidance=cfg.guidance,
-                      eta=0.0, generator=torch.Generator().manual_seed(cfg.seed))
+    sweep = [generate(model, schedule, 10, labels=torch.arange(10) % cfg.classes, steps=k,
+                      guidance=cfg.guidance, eta=0.0, size=cfg.size,
+                      generator=torch.Generator().manual_seed(cfg.seed))
              for k in (5, 10, 20, 50, 100) if k <= cfg.timesteps]
     save_grid(torch.cat(sweep), ctx.figure_path("ddim_steps.png"), 10,
               "deterministic DDIM (eta 0) from the same x_T: 5, 10, 20, 50, 100 steps (rows)")
