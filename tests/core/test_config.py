@@ -1,6 +1,6 @@
 import pytest
 
-from aiforge.core import ConfigError, all_recipes, get_recipe
+from aiforge.core import ConfigError, RecipeConfig, all_recipes, get_recipe
 from aiforge.core.config import parse_overrides
 
 
@@ -46,3 +46,23 @@ def test_config_round_trips_through_json(tmp_path):
     cfg = recipe.make_config(True, 7, {"lr": "0.02"})
     cfg.save(tmp_path / "c.json")
     assert recipe.config.load(tmp_path / "c.json") == cfg
+
+
+def test_a_check_across_fields_names_its_reason_not_the_whole_input():
+    from pydantic import model_validator
+
+    class Window(RecipeConfig):
+        snippet: int = 8
+        """Characters per snippet."""
+        block: int = 16
+        """Context length."""
+
+        @model_validator(mode="after")
+        def _fits(self) -> "Window":
+            if self.snippet > self.block:
+                raise ValueError(f"snippet {self.snippet} exceeds block {self.block}")
+            return self
+
+    with pytest.raises(ConfigError) as err:
+        Window.from_dict({"snippet": 32})
+    assert str(err.value) == "invalid config: snippet 32 exceeds block 16"

@@ -77,7 +77,9 @@ class RecipeConfig(BaseModel):
 
 def _first_error(err: ValidationError) -> str:
     first = err.errors()[0]
-    key = ".".join(str(part) for part in first["loc"]) or "config"
+    if not first["loc"]:  # a check across fields: the whole input would only bury the reason
+        return f"invalid config: {first['msg'].removeprefix('Value error, ')}"
+    key = ".".join(str(part) for part in first["loc"])
     return f"invalid value {first.get('input')!r} for {key!r}: {first['msg']}"
 
 
