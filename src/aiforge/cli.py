@@ -134,6 +134,38 @@ def _stamp() -> str:
 
 
 @app.command()
+def predict(
+    recipe: Annotated[str, typer.Argument(help="A detector (vision.detect-yolo, vision.detect-frcnn, "
+                                          "vision.segment-maskrcnn) or a text recipe (sequence.finetune, "
+                                          "sequence.bert, sequence.seq2seq, sequence.t5).")],
+    run_dir: Annotated[Path, typer.Option("--run", help="Run folder of the trained model.")],
+    image: Annotated[Path | None, typer.Option("--image", help="Image file, for a detector.")] = None,
+    text: Annotated[str | None, typer.Option("--text", help="Text to label or date to translate.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Where a detector writes the annotated image (PNG).")] = None,
+    min_score: Annotated[float, typer.Option(min=0.0, max=1.0, help="Detections scoring at least this.")] = 0.3,
+    beam: Annotated[int, typer.Option("--beam", help="Beam width of the translators; 1 is greedy.")] = 1,
+) -> None:
+    """One prediction from a trained run, as JSON: detections (and an annotated image) for an
+    image, a label with probabilities or a translation for a text."""
+    try:
+        if recipe.startswith("sequence."):
+            if text is None or image is not None:
+                raise InputError(f"{recipe} reads --text, not --image")
+            from aiforge.sequence.predict import predict_text
+
+            result = predict_text(recipe, run_dir, text, beam)
+        else:
+            if image is None or text is not None:
+                raise InputError(f"{recipe} reads --image, not --text")
+            from aiforge.vision.predict import predict_image
+
+            result = predict_image(recipe, run_dir, image, out, min_score)
+    except InputError as err:
+        fail(str(err))
+    typer.echo(json.dumps(result, indent=2))
+
+
+@app.command()
 def bench(
     names: Annotated[list[str] | None, typer.Argument(help="Recipes to run; all when none is given.")] = None,
     quick: Quick = False,

@@ -11,7 +11,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from aiforge.core.errors import InputError
-from aiforge.data.coco import read_coco, write_coco
+from aiforge.data.coco import coco_categories, read_coco, write_coco
 from aiforge.data.shapes import CLASSES, make_shapes
 
 
@@ -88,3 +88,15 @@ def test_errors(tmp_path: Path) -> None:
     (tmp_path / "a.jpg").write_text("not an image")
     with pytest.raises(InputError, match="not a readable image"):
         read_coco(path)
+
+
+def test_categories_without_reading_images(tmp_path: Path) -> None:
+    path = _fixture(tmp_path, [[2, 3, 12, 3, 12, 8]], [{"id": 7, "name": "dog"}, {"id": 3, "name": "cat"}])
+    (tmp_path / "a.jpg").unlink()                          # images are not needed for this
+    assert coco_categories(path) == ["cat", "dog"]
+    for bad, message in (({"images": [], "annotations": [], "categories": []}, "no categories"),
+                         ({"images": [], "annotations": [], "categories": [{"id": "x"}]}, "integer 'id'"),
+                         ([1, 2], "no top-level object")):
+        (tmp_path / "bad.json").write_text(json.dumps(bad))
+        with pytest.raises(InputError, match=message):
+            coco_categories(tmp_path / "bad.json")

@@ -1,4 +1,4 @@
-"""`aiforge predict` and `aiforge export-onnx`: JSON detections, annotated image, clear errors."""
+"""`aiforge predict` and `aiforge export`: JSON detections, annotated image, clear errors."""
 
 from __future__ import annotations
 
@@ -56,9 +56,27 @@ def test_predict_bad_input(case: str, tiny_run: Path, tmp_path: Path) -> None:
     assert res.stderr.startswith("error: ") and res.stderr.count("\n") == 1
 
 
-def test_export_onnx_command(tiny_run: Path, tmp_path: Path) -> None:
+def test_export_command(tiny_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.onnx"
-    res = CliRunner().invoke(app, ["export-onnx", "--run", str(tiny_run), "--out", str(out)])
-    assert res.exit_code == 0 and out.stat().st_size > 100_000
-    res = CliRunner().invoke(app, ["export-onnx", "--run", str(tmp_path), "--out", str(out)])
-    assert res.exit_code == 2 and "error:" in res.stderr
+    res = CliRunner().invoke(app, ["export", "vision.detect-yolo", "--run", str(tiny_run),
+                                   "--out", str(out), "--format", "onnx"])
+    assert res.exit_code == 0, res.output
+    assert out.stat().st_size > 100_000
+    res = CliRunner().invoke(app, ["export", "vision.detect-yolo", "--run", str(tiny_run)])
+    assert res.exit_code == 0 and (tiny_run / "model.onnx").is_file(), "default: RUN/model.onnx"
+    alias = tmp_path / "alias.onnx"   # the old command name still works
+    res = CliRunner().invoke(app, ["export-onnx", "--run", str(tiny_run), "--out", str(alias)])
+    assert res.exit_code == 0 and alias.is_file()
+
+
+@pytest.mark.parametrize("case", ["no_run", "wrong_recipe", "not_exportable", "bad_format"])
+def test_export_bad_input(case: str, tiny_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m.onnx"
+    args = {"no_run": ["vision.detect-yolo", "--run", str(tmp_path / "none")],
+            "wrong_recipe": ["vision.detect-frcnn", "--run", str(tiny_run)],
+            "not_exportable": ["vision.transfer", "--run", str(tiny_run)],
+            "bad_format": ["vision.detect-yolo", "--run", str(tiny_run), "--format", "tflite"]}[case]
+    res = CliRunner().invoke(app, ["export", *args, "--out", str(out)])
+    assert res.exit_code == 2
+    assert res.stderr.startswith("error: ") and res.stderr.count("\n") == 1
+    assert not out.exists(), "nothing written"

@@ -102,10 +102,31 @@ def _load_json(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise InputError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path} is not COCO JSON: no top-level object")
     missing = [k for k in ("images", "annotations", "categories") if k not in data]
-    if not isinstance(data, dict) or missing:
-        raise InputError(f"{path} is not COCO JSON: missing {missing or 'top-level object'}")
+    if missing:
+        raise InputError(f"{path} is not COCO JSON: missing {missing}")
     return data
+
+
+def _category_names(data: dict[str, Any], path: Path) -> dict[int, str]:
+    """{category id: name}; a file without categories, or with a malformed one, is an error."""
+    try:
+        names = {int(c["id"]): str(c["name"]) for c in data["categories"]}
+    except (KeyError, TypeError, ValueError):
+        raise InputError(f"{path}: every category needs an integer 'id' and a 'name'") from None
+    if not names:
+        raise InputError(f"{path} defines no categories")
+    return names
+
+
+def coco_categories(path: Path) -> list[str]:
+    """The category names of a COCO annotation file, in the order of their ids (label i is
+    the i-th name), without reading any image: a cheap check of a user's file."""
+    path = Path(path)
+    names = _category_names(_load_json(path), path)
+    return [names[i] for i in sorted(names)]
 
 
 def read_coco(path: Path, image_root: Path | None = None) -> CocoDataset:
@@ -115,8 +136,8 @@ def read_coco(path: Path, image_root: Path | None = None) -> CocoDataset:
     path = Path(path)
     data = _load_json(path)
     root = Path(image_root) if image_root is not None else path.parent
-    cat_ids = sorted(int(c["id"]) for c in data["categories"])
-    names_by_id = {int(c["id"]): str(c["name"]) for c in data["categories"]}
+    names_by_id = _category_names(data, path)
+    cat_ids = sorted(names_by_id)
     label_of = {cat_id: i for i, cat_id in enumerate(cat_ids)}
     by_image: dict[int, list[dict[str, Any]]] = {}
     for ann in data["annotations"]:

@@ -1,6 +1,6 @@
-"""What the three detectors share: the data they train on, COCO-style mAP, drawn predictions
-and CPU latency. The detectors themselves (yolo.py, frcnn.py, maskrcnn.py) stay readable on
-their own; this file is plumbing.
+"""What the three detectors share: the data they train on (the generated shapes or a user's
+COCO file), COCO-style mAP, drawn predictions and CPU latency. The detectors themselves
+(yolo.py, frcnn.py, maskrcnn.py) stay readable on their own; this file is plumbing.
 
 mAP comes from torchmetrics' `MeanAveragePrecision` with the pycocotools backend, i.e. the
 COCO evaluation code itself (101-point interpolated AP, maximum 100 detections per image).
@@ -19,9 +19,121 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+import torch.nn.functional as F
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from aiforge.core import SupervisedConfig
 from aiforge.core.errors import InputError
-from aiforge.data.shapes import Sample
+from aiforge.data.coco import coco_categories, read_coco
+from aiforge.data.shapes import CLASSES, Sample, shapes_splits
+
+SPLIT_SEED = 4321  # a user's images are split once, the same way on every run (not --seed)
+
+
+# --- data: the generated shapes or a user's COCO file ---------------------------------------
+
+class DetectionDataConfig(SupervisedConfig):
+    """The data fields every detector shares."""
+
+    n_train: int = Field(2000, ge=8)
+    """Generated training images (the split is fixed: more images extend it); not used with `data`."""
+    n_val: int = Field(150, ge=8)
+    """Generated validation images, evaluated after every epoch to keep the best weights."""
+    n_test: int = Field(500, ge=8)
+    """Generated test images for the reported mAP."""
+    categories: tuple[str, ...] | None = None
+    """Class names. None: the shapes' four classes, or with `data` the file's categories, filled
+    in when the config is parsed (so a saved model rebuilds without the file)."""
+    data_images: str | None = None
+    """Folder that the `data` file's `file_name`s are relative to; default the file's own folder."""
+    data: str | None = None
+    """A COCO annotation file to train on instead of the generated shapes (boxes; Mask R-CNN
+    also needs polygon or RLE masks). Its images split 80/10/10 into train/val/test."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _categories_from_data(cls, values: object) -> object:
+        # Derived right after parsing: the class names the model is built for. A bad file is
+        # left for `_data_is_usable` to report on the `data` field itself.
+        if isinstance(values, dict) and values.get("data") and not values.get("categories"):
+            try:
+                return {**values, "categories": _user_categories(values["data"], values.get("data_images"))}
+            except InputError:
+                return values
+        return values
+
+    @field_validator("data")
+    @classmethod
+    def _data_is_usable(cls, path: str | None, info: ValidationInfo) -> str | None:
+        # With categories known (derived above, or a saved config) the file is not needed now.
+        if path is not None and info.data.get("categories") is None:
+            try:
+                _user_categories(path, info.data.get("data_images"))
+            except InputError as err:
+                raise ValueError(str(err)) from None
+        return path
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.categories if self.categories is not None else CLASSES
+
+
+def _user_categories(data: str, images: str | None) -> tuple[str, ...]:
+    """The categories of a user's COCO file, after checking the file and the image folder."""
+    if images is not None and not Path(images).is_dir():
+        raise InputError(f"no such image folder (data_images): {images}")
+    return tuple(coco_categories(Path(data)))
+
+
+def detection_data(cfg: DetectionDataConfig, with_masks: bool = False) -> dict[str, list[Sample]]:
+    """{'train', 'val', 'test'}: the generated shapes, or the user's COCO images split 80/10/10
+    by a fixed shuffle (at least one image each)."""
+    if cfg.data is None:
+        return shapes_splits(cfg.n_train, cfg.n_val, cfg.n_test)
+    dataset = read_coco(Path(cfg.data), None if cfg.data_images is None else Path(cfg.data_images))
+    if tuple(dataset.categories) != cfg.class_names:
+        raise InputError(f"{cfg.data} has categories {dataset.categories}, the config "
+                         f"{list(cfg.class_names)}")
+    samples = dataset.samples
+    if len(samples) < 3:
+        raise InputError(f"{cfg.data} has {len(samples)} images; train, val and test need 3 or more")
+    if with_masks:
+        for sample, name in zip(samples, dataset.file_names, strict=True):
+            if len(sample.masks) != len(sample.labels):
+                raise InputError(f"{cfg.data}: {name} has annotations without segmentation; "
+                                 f"instance segmentation needs a mask for every object")
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(samples))
+    n_val = n_test = max(1, round(0.1 * len(samples)))
+    parts = {"val": order[:n_val], "test": order[n_val:n_val + n_test],
+             "train": order[n_val + n_test:]}
+    return {name: [samples[i] for i in sorted(idx)] for name, idx in parts.items()}
+
+
+def resize_samples(samples: Sequence[Sample], size: int) -> list[Sample]:
+    """Samples resized to size x size (boxes scaled, masks by nearest pixel), for a network
+    trained at one fixed size; resizing is the same as `aiforge predict` does (bilinear,
+    antialiased). Samples already at that size are kept as they are."""
+    out = []
+    for s in samples:
+        height, width = s.image.shape[:2]
+        if (height, width) == (size, size):
+            out.append(s)
+            continue
+        image = torch.from_numpy(s.image).permute(2, 0, 1)[None].float()  # (1, 3, H, W)
+        image = F.interpolate(image, size=(size, size), mode="bilinear", antialias=True,
+                              align_corners=False)
+        scale = np.array([size / width, size / height] * 2, dtype=np.float32)
+        masks = np.zeros((0, size, size), dtype=bool)
+        if len(s.masks):
+            resized = F.interpolate(torch.from_numpy(s.masks)[None].float(), size=(size, size),
+                                    mode="nearest-exact")                # (1, K, size, size)
+            masks = (resized[0] > 0.5).numpy()
+        out.append(Sample(image[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy(),
+                          s.boxes * scale, s.labels, masks))
+    return out
+
+
+# --- predictions and their evaluation --------------------------------------------------------
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ from torch import nn
 
 from aiforge.core import Bar, Recipe, RunContext, fit, register
 from aiforge.core.plots import learning_curves
-from aiforge.data.shapes import CLASSES, shapes_splits
 from aiforge.vision.detection import (
     cpu_latency_ms,
+    detection_data,
     draw_detections,
     loss_curves,
     mean_average_precision,
@@ -39,7 +39,7 @@ def build_model(cfg: FasterRCNNConfig) -> nn.Module:
 
 
 def train(cfg: FasterRCNNConfig, ctx: RunContext) -> dict[str, float]:
-    splits = shapes_splits(cfg.n_train, cfg.n_val, cfg.n_test)
+    splits = detection_data(cfg, with_masks=False)
     model = build_model(cfg)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     curves: dict[str, list[float]] = {}
@@ -58,9 +58,9 @@ def train(cfg: FasterRCNNConfig, ctx: RunContext) -> dict[str, float]:
     learning_curves(result.history, ctx.figure_path("learning_curves.png"), "vision.detect-frcnn")
     if curves:
         loss_curves(curves, ctx.figure_path("loss_components.png"), "Faster R-CNN loss terms")
-    draw_detections(splits["test"][:8], dets[:8], CLASSES, ctx.figure_path("test_predictions.png"),
+    draw_detections(splits["test"][:8], dets[:8], cfg.class_names, ctx.figure_path("test_predictions.png"),
                     "vision.detect-frcnn on test images (dashed: ground truth)")
-    ctx.save_model(model, extra={"categories": list(CLASSES)})
+    ctx.save_model(model, extra={"categories": list(cfg.class_names)})
     return {"test_map50": test["map50"], "test_map": test["map"], "test_map75": test["map75"],
             "val_map50": result.best_value, "best_epoch": float(result.best_epoch),
             "latency_ms": latency, "train_loss_ratio": loss_ratio(curves.get("total", [1.0]))}

@@ -14,9 +14,9 @@ from torch import nn
 
 from aiforge.core import Bar, Recipe, RunContext, fit, register
 from aiforge.core.plots import learning_curves
-from aiforge.data.shapes import CLASSES, shapes_splits
 from aiforge.vision.detection import (
     cpu_latency_ms,
+    detection_data,
     draw_detections,
     loss_curves,
     mean_average_precision,
@@ -40,7 +40,7 @@ def build_model(cfg: MaskRCNNConfig) -> nn.Module:
 
 
 def train(cfg: MaskRCNNConfig, ctx: RunContext) -> dict[str, float]:
-    splits = shapes_splits(cfg.n_train, cfg.n_val, cfg.n_test)
+    splits = detection_data(cfg, with_masks=True)
     model = build_model(cfg)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     curves: dict[str, list[float]] = {}
@@ -61,9 +61,9 @@ def train(cfg: MaskRCNNConfig, ctx: RunContext) -> dict[str, float]:
     learning_curves(result.history, ctx.figure_path("learning_curves.png"), "vision.segment-maskrcnn")
     if curves:
         loss_curves(curves, ctx.figure_path("loss_components.png"), "Mask R-CNN loss terms")
-    draw_detections(splits["test"][:8], dets[:8], CLASSES, ctx.figure_path("test_predictions.png"),
+    draw_detections(splits["test"][:8], dets[:8], cfg.class_names, ctx.figure_path("test_predictions.png"),
                     "vision.segment-maskrcnn on test images (dashed: ground truth)", min_score=0.5)
-    ctx.save_model(model, extra={"categories": list(CLASSES)})
+    ctx.save_model(model, extra={"categories": list(cfg.class_names)})
     return {"test_mask_map50": masks["map50"], "test_mask_map": masks["map"],
             "test_box_map50": boxes["map50"], "test_box_map": boxes["map"],
             "val_mask_map50": result.best_value, "best_epoch": float(result.best_epoch),

@@ -19,6 +19,22 @@ from aiforge.core.loading import load_model, load_model_config
 from aiforge.vision.detection import Detections
 
 OPSET = 17
+FORMATS = ("onnx",)
+EXPORTABLE = ("vision.detect-yolo",)
+
+
+def export_model(recipe: str, run: Path, out: Path | None = None, fmt: str = "onnx") -> Path:
+    """`aiforge export`: write the trained model of run folder `run` (a run of `recipe`) in
+    format `fmt` to `out` (default RUN/model.onnx). Everything is checked before a file is
+    written."""
+    if fmt not in FORMATS:
+        raise InputError(f"unknown export format {fmt!r}; formats: {', '.join(FORMATS)}")
+    if recipe not in EXPORTABLE:
+        raise InputError(f"export covers {', '.join(EXPORTABLE)}, not {recipe!r}")
+    meta = load_model_config(run)
+    if meta["recipe"] != recipe:
+        raise InputError(f"{run} holds a model of {meta['recipe']!r}, not {recipe!r}")
+    return export_yolo_onnx(run, out if out is not None else Path(run) / "model.onnx")
 
 
 def export_yolo_onnx(run: Path, path: Path) -> Path:

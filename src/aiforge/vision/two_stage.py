@@ -26,12 +26,11 @@ from pydantic import Field, field_validator
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from aiforge.core import SupervisedConfig
-from aiforge.data.shapes import CLASSES, Sample
-from aiforge.vision.detection import Detections, load_weights_file
+from aiforge.data.shapes import Sample
+from aiforge.vision.detection import DetectionDataConfig, Detections, load_weights_file
 
 
-class TwoStageConfig(SupervisedConfig):
+class TwoStageConfig(DetectionDataConfig):
     epochs: int = Field(5, ge=1)
     """Number of passes over the training set."""
     batch_size: int = Field(8, ge=1)
@@ -44,12 +43,6 @@ class TwoStageConfig(SupervisedConfig):
     """Fraction of all steps spent warming the learning rate up linearly."""
     grad_clip: float | None = Field(10.0, gt=0)
     """Clip the global gradient norm to this value; None turns clipping off."""
-    n_train: int = Field(2000, ge=8)
-    """Training images generated (the split is fixed: more images extend it)."""
-    n_val: int = Field(150, ge=8)
-    """Validation images, evaluated after every epoch to keep the best weights."""
-    n_test: int = Field(500, ge=8)
-    """Test images for the reported mAP."""
     input_size: int = Field(128, ge=32, le=1024)
     """Images are resized to this many pixels a side inside the model (min_size = max_size)."""
     fpn_channels: int = Field(64, ge=8, le=256)
@@ -85,13 +78,13 @@ def build_two_stage(cfg: TwoStageConfig, with_masks: bool) -> nn.Module:
     # four levels (strides 4, 8, 16 and the FPN's extra max-pool at 32), one anchor size each
     anchors = AnchorGenerator(sizes=((16,), (32,), (64,), (128,)), aspect_ratios=((0.5, 1.0, 2.0),) * 4)
     levels = ["0", "1", "2"]
-    # The predictors hold the class count: 4 shapes + background (label 0 in torchvision).
+    # The predictors hold the class count: the classes + background (label 0 in torchvision).
     common = dict(
         min_size=cfg.input_size, max_size=cfg.input_size, rpn_anchor_generator=anchors,
         rpn_pre_nms_top_n_train=600, rpn_post_nms_top_n_train=300,
         rpn_pre_nms_top_n_test=300, rpn_post_nms_top_n_test=100, rpn_batch_size_per_image=128,
         box_roi_pool=MultiScaleRoIAlign(levels, output_size=7, sampling_ratio=2),
-        box_head=TwoMLPHead(c * 7 * 7, 256), box_predictor=FastRCNNPredictor(256, len(CLASSES) + 1),
+        box_head=TwoMLPHead(c * 7 * 7, 256), box_predictor=FastRCNNPredictor(256, len(cfg.class_names) + 1),
         box_batch_size_per_image=64, box_score_thresh=0.05, box_detections_per_img=30,
     )
     if with_masks:
@@ -99,7 +92,7 @@ def build_two_stage(cfg: TwoStageConfig, with_masks: bool) -> nn.Module:
             backbone, **common,
             mask_roi_pool=MultiScaleRoIAlign(levels, output_size=14, sampling_ratio=2),
             mask_head=MaskRCNNHeads(c, [c, c], 1),
-            mask_predictor=MaskRCNNPredictor(c, c, len(CLASSES) + 1))
+            mask_predictor=MaskRCNNPredictor(c, c, len(cfg.class_names) + 1))
     else:
         model = FasterRCNN(backbone, **common)
     if cfg.weights is not None:
@@ -135,7 +128,7 @@ def collate(batch: list[tuple[torch.Tensor, dict[str, torch.Tensor]]]) -> tuple[
 
 def loader(samples: Sequence[Sample], with_masks: bool, batch_size: int) -> DataLoader:
     return DataLoader(ShapesTargets(samples, with_masks), batch_size=batch_size, shuffle=True,
-                      collate_fn=collate, drop_last=True)
+                      collate_fn=collate, drop_last=len(samples) > batch_size)
 
 
 def hflip(images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]]) -> None:

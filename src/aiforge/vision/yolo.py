@@ -25,22 +25,18 @@ from pydantic import Field
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from aiforge.core import Bar, Recipe, RunContext, SupervisedConfig, fit, register
+from aiforge.core import Bar, Recipe, RunContext, fit, register
 from aiforge.core.plots import learning_curves
-from aiforge.data.shapes import (
-    CLASSES,
-    Sample,
-    ShapesSpec,
-    image_tensor,
-    padded_targets,
-    shapes_splits,
-)
+from aiforge.data.shapes import CLASSES, Sample, image_tensor, padded_targets
 from aiforge.vision.detection import (
+    DetectionDataConfig,
     Detections,
     cpu_latency_ms,
+    detection_data,
     draw_detections,
     loss_curves,
     mean_average_precision,
+    resize_samples,
 )
 
 # Anchor (w, h) in pixels at a 64-pixel input: they span the generator's object sizes.
@@ -271,7 +267,7 @@ def detect(model: YoloNet, images: torch.Tensor, conf: float = 0.01, iou: float 
 
 # --- 6. the recipe ---------------------------------------------------------------------------
 
-class YoloConfig(SupervisedConfig):
+class YoloConfig(DetectionDataConfig):
     epochs: int = Field(10, ge=1)
     """Number of passes over the training set."""
     batch_size: int = Field(16, ge=1)
@@ -285,11 +281,12 @@ class YoloConfig(SupervisedConfig):
     grad_clip: float | None = Field(10.0, gt=0)
     """Clip the global gradient norm to this value; None turns clipping off."""
     n_train: int = Field(4000, ge=8)
-    """Training images generated (the split is fixed: more images extend it)."""
+    """Generated training images (the split is fixed: more images extend it); not used with `data`."""
     n_val: int = Field(300, ge=8)
-    """Validation images, evaluated after every epoch to keep the best weights."""
-    n_test: int = Field(500, ge=8)
-    """Test images for the reported mAP."""
+    """Generated validation images, evaluated after every epoch to keep the best weights."""
+    image_size: int = Field(64, ge=32, le=1024, multiple_of=16)
+    """Side of the square network input; images of another size (a user's `data`) are resized
+    to it. Anchors scale with it (they are set for objects of 10 to 26 pixels at 64)."""
     width: int = Field(32, ge=8, le=256)
     """Channels of the stride-4 stage; deeper stages have 2x and 4x as many."""
     box_loss: Literal["ciou", "giou"] = "ciou"
@@ -307,15 +304,15 @@ class YoloConfig(SupervisedConfig):
 
 
 def build_model(cfg: YoloConfig) -> YoloNet:
-    return YoloNet(len(CLASSES), cfg.width, ShapesSpec().image_size)
+    return YoloNet(len(cfg.class_names), cfg.width, cfg.image_size)
 
 
 def train(cfg: YoloConfig, ctx: RunContext) -> dict[str, float]:
-    splits = shapes_splits(cfg.n_train, cfg.n_val, cfg.n_test)
+    splits = {k: resize_samples(v, cfg.image_size) for k, v in detection_data(cfg).items()}
     x_train = image_tensor(splits["train"])
-    boxes, labels = padded_targets(splits["train"], ShapesSpec().max_objects)
+    boxes, labels = padded_targets(splits["train"], max(1, *(len(s.labels) for s in splits["train"])))
     loader = DataLoader(TensorDataset(x_train, boxes, labels), batch_size=cfg.batch_size,
-                        shuffle=True, drop_last=True)
+                        shuffle=True, drop_last=len(x_train) > cfg.batch_size)
     x_val, x_test = image_tensor(splits["val"]), image_tensor(splits["test"])
     model = build_model(cfg)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -342,8 +339,8 @@ def train(cfg: YoloConfig, ctx: RunContext) -> dict[str, float]:
     test = mean_average_precision(splits["test"], test_dets)
     single = x_test[:1]
     latency = cpu_latency_ms(lambda: detect(model, single, iou=cfg.nms_iou))
-    _figures(ctx, result.history, curves, splits["test"][:8], test_dets[:8])
-    ctx.save_model(model, extra={"categories": list(CLASSES), "image_size": model.image_size})
+    _figures(ctx, result.history, curves, splits["test"][:8], test_dets[:8], cfg.class_names)
+    ctx.save_model(model, extra={"categories": list(cfg.class_names), "image_size": model.image_size})
     return {
         "test_map50": test["map50"], "test_map": test["map"], "test_map75": test["map75"],
         "val_map50": result.best_value, "best_epoch": float(result.best_epoch),
@@ -352,12 +349,12 @@ def train(cfg: YoloConfig, ctx: RunContext) -> dict[str, float]:
 
 
 def _figures(ctx: RunContext, history: list[dict[str, float]], curves: dict[str, list[float]],
-             samples: list[Sample], dets: list[Detections]) -> None:
+             samples: list[Sample], dets: list[Detections], categories: tuple[str, ...]) -> None:
     learning_curves(history, ctx.figure_path("learning_curves.png"), "vision.detect-yolo")
     smooth = {k: _running_mean(v, 20) for k, v in curves.items() if v}
     if smooth:
         loss_curves(smooth, ctx.figure_path("loss_components.png"), "YOLO loss terms")
-    draw_detections(samples, dets, CLASSES, ctx.figure_path("test_predictions.png"),
+    draw_detections(samples, dets, categories, ctx.figure_path("test_predictions.png"),
                     "vision.detect-yolo on test images (dashed: ground truth)")
 
 
