@@ -1,3 +1,3 @@
 """Step 3: generative models."""
 
-from aiforge.generative import augment, dcgan, ddpm, stylegan, vae  # noqa: F401  (registers recipes)
+from aiforge.generative import augment, cyclegan, dcgan, ddpm, stylegan, vae  # noqa: F401  (registers recipes)

@@ -1,0 +1,150 @@
+"""CycleGAN: losses against hand values (LSGAN, CyCADA's semantic loss), the image pool, the
+schedule, exact batching, the patch receptive field, learning, resume to the same weights, the
+quick bar, translate_images."""
+
+import json
+import math
+import shutil
+
+import pytest
+import torch
+from torch import nn
+
+from aiforge.core import InputError, RunContext, load_model, run_recipe
+from aiforge.core.seeding import seed_everything
+from aiforge.data.digits import digits_splits
+from aiforge.generative import cyclegan
+from aiforge.generative.cyclegan import (
+    CycleGANConfig,
+    Generator,
+    ImagePool,
+    PatchDiscriminator,
+    lr_factor,
+    lsgan_d_loss,
+    lsgan_g_loss,
+    semantic_loss,
+    translate_images,
+)
+from aiforge.generative.cyclegan_eval import train_printed_classifier
+
+
+def test_least_squares_losses_match_hand_values():
+    ones, zeros, halves = torch.ones(2, 1, 4, 4), torch.zeros(2, 1, 4, 4), torch.full((2, 1, 4, 4), 0.5)
+    assert lsgan_d_loss(ones, zeros).item() == 0.0                     # a perfect discriminator
+    assert lsgan_d_loss(zeros, ones).item() == pytest.approx(1.0)       # 0.5 * (1 + 1)
+    assert lsgan_d_loss(halves, halves).item() == pytest.approx(0.25)   # 0.5 * (0.25 + 0.25)
+    assert lsgan_g_loss(ones).item() == 0.0 and lsgan_g_loss(halves).item() == pytest.approx(0.25)
+
+
+def test_semantic_loss_matches_a_hand_computed_case():
+    # f_S: logits (1 - 2 m, 0) with m the mean pixel read in [0, 1]
+    clf = nn.Sequential(nn.Flatten(), nn.Linear(64, 2))
+    with torch.no_grad():
+        clf[1].weight.zero_()
+        clf[1].weight[0].fill_(-2 / 64)
+        clf[1].bias.copy_(torch.tensor([1.0, 0.0]))
+    source = torch.full((2, 1, 8, 8), -1.0)                  # black in [-1, 1]: m = 0, reads class 0
+    translated = torch.full((2, 1, 8, 8), 1.0, requires_grad=True)   # white: m = 1, logits (-1, 0)
+    loss = semantic_loss(clf, source, translated)
+    assert loss.item() == pytest.approx(math.log(1 + math.e))   # -log(e^-1 / (e^-1 + e^0))
+    loss.backward()
+    assert translated.grad is not None and translated.grad.abs().sum() > 0
+    # a translation that keeps the reading costs less than one that flips it
+    assert semantic_loss(clf, source, source).item() == pytest.approx(math.log(1 + math.exp(-1)))
+    with pytest.raises(ValueError, match="source classifier"):
+        cyclegan.fit_cyclegan(CycleGANConfig(steps=1, semantic_weight=1.0), None, torch.zeros(1, 1, 8, 8),
+                              torch.zeros(1, 1, 8, 8))
+
+
+def test_image_pool_fills_then_swaps_half_the_time():
+    torch.manual_seed(0)
+    assert torch.equal(ImagePool(0).query(x := torch.randn(5, 1, 8, 8)), x)   # size 0: pass-through
+    pool = ImagePool(4)
+    first = torch.arange(4.0).view(4, 1, 1, 1).expand(4, 1, 8, 8)
+    assert torch.equal(pool.query(first), first)                            # filling: returned as is
+    new = torch.full((200, 1, 8, 8), 9.0)
+    out = pool.query(new)
+    from_pool = (out[:, 0, 0, 0] != 9).sum().item()
+    assert from_pool == 4, "each stored image is handed out once, then replaced by a new one"
+    assert len(pool.images) == 4 and pool.state().shape == (4, 1, 8, 8)
+    assert ImagePool(4, pool.state()).images[0].shape == (1, 8, 8)
+
+
+def test_learning_rate_is_constant_then_decays_linearly_to_zero():
+    assert [lr_factor(s, 100, 0.5) for s in (0, 49, 50, 75, 100)] == [1.0, 1.0, 1.0, 0.5, 0.0]
+    assert lr_factor(0, 10, 0.0) == 1.0 and lr_factor(5, 10, 0.0) == 0.5
+
+
+@pytest.mark.parametrize("downsample", [True, False])
+def test_instance_norm_makes_stacked_calls_exact(downsample):
+    g = Generator(width=8, res_blocks=2, downsample=downsample)
+    a, b = torch.randn(3, 1, 8, 8), torch.randn(5, 1, 8, 8)
+    both = g(torch.cat([a, b]))
+    assert both.shape == (8, 1, 8, 8) and both.abs().max() <= 1
+    assert torch.allclose(both, torch.cat([g(a), g(b)]), atol=1e-6)
+
+
+def test_patch_discriminator_scores_overlapping_patches():
+    d = PatchDiscriminator(width=8)
+    assert d(torch.randn(2, 1, 8, 8)).shape == (2, 1, 4, 4)
+    # the convolutions' window; instance norm's per-image statistics are global, so take it out
+    d.net = nn.Sequential(*[m for m in d.net if not isinstance(m, nn.InstanceNorm2d)])
+    x = torch.randn(1, 1, 8, 8, requires_grad=True)
+    d(x)[0, 0, 0, 0].backward()
+    rows, cols = (x.grad[0, 0] != 0).nonzero(as_tuple=True)
+    assert rows.max() < 7 and cols.max() < 7, "the corner patch does not see the far corner"
+    assert rows.max() - rows.min() + 1 <= PatchDiscriminator.RECEPTIVE_FIELD
+
+
+def _fit(cfg, out, resume=False):
+    seed_everything(cfg.seed, 1)
+    ctx = RunContext(recipe="generative.cyclegan", out=out, config=cfg, quiet=True, resume=resume)
+    printed, labels = cyclegan.printed_domain(200, cyclegan.PRINTED_TRAIN_SEED)
+    f_s = train_printed_classifier(printed, labels, cyclegan.SEMANTIC_CLASSIFIER_SEED)
+    return cyclegan.fit_cyclegan(cfg, ctx, printed, digits_splits()["train"].x[:200], f_s)
+
+
+def test_cycle_loss_falls_and_resuming_gives_the_same_generators(tmp_path):
+    cfg = CycleGANConfig(steps=200, checkpoint_every=100, width=8, res_blocks=1, disc_width=8,
+                         batch_size=8, pool_size=10)
+    straight, history = _fit(cfg, tmp_path / "a")
+    assert history[-1]["cycle"] < 0.6 * history[0]["cycle"], history
+    assert all(row["semantic"] > 0 for row in history)             # the semantic term is on
+    shutil.copytree(tmp_path / "a" / "checkpoints" / "step-000100",
+                    tmp_path / "b" / "checkpoints" / "step-000100")
+    resumed, history_b = _fit(cfg, tmp_path / "b", resume=True)
+    assert history_b == history
+    for (name, p), (_, q) in zip(straight.state_dict().items(), resumed.state_dict().items(), strict=True):
+        assert torch.equal(p, q), name
+
+
+def test_quick_cyclegan_clears_its_bar_and_translates_after_reload(tmp_path):
+    result = run_recipe("generative.cyclegan", quick=True, out=tmp_path, quiet=True, track=False)
+    m = result.metrics
+    assert result.passed, m
+    assert m["identity_kept_p2h"] > m["identity_untranslated_p2h"] - 0.05
+    assert m["digits_fd_translated"] < m["digits_fd_printed"]
+    assert 0 < m["cycle_l1_printed"] < 0.15 and 0 < m["cycle_l1_handwritten"] < 0.15
+    for name in ("printed_to_handwritten.png", "handwritten_to_printed.png", "losses.png"):
+        assert f"figures/{name}" in result.artifacts
+
+    pair = load_model(tmp_path)
+    x = digits_splits()["test"].x[:6]
+    out = translate_images(tmp_path, x, "handwritten_to_printed")
+    assert out.shape == (6, 1, 8, 8) and out.min() >= 0 and out.max() <= 1
+    assert torch.equal(out, cyclegan.translate(pair, x, "handwritten_to_printed"))
+    assert torch.allclose(translate_images(tmp_path, x[:, 0], "handwritten_to_printed"), out, atol=1e-6)
+
+    with pytest.raises(InputError, match="direction"):
+        translate_images(tmp_path, x, "sideways")
+    with pytest.raises(InputError, match=r"\(N, 1, 8, 8\)"):
+        translate_images(tmp_path, torch.zeros(2, 3, 8, 8), "printed_to_handwritten")
+    with pytest.raises(InputError, match=r"\[0, 1\]"):
+        translate_images(tmp_path, x * 255, "printed_to_handwritten")
+    with pytest.raises(InputError, match="no such run"):
+        translate_images(tmp_path / "missing", x, "printed_to_handwritten")
+    other = tmp_path / "other" / "model"
+    other.mkdir(parents=True)
+    (other / "aiforge-model.json").write_text(json.dumps({"recipe": "generative.vae", "config": {}}))
+    with pytest.raises(InputError, match=r"not 'generative\.cyclegan'"):
+        translate_images(tmp_path / "other", x, "printed_to_handwritten")
