@@ -9,9 +9,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from aiforge.core import ConfigError, InputError, Result, load_model, run_recipe
-from aiforge.data.text_corpus import VOCAB_SIZE, encode
-from aiforge.sequence.bert import BertConfig, accuracy_and_f1, make_optimizer, predict_labels
+from aiforge.core import ConfigError, InputError, Result, load_model, run_recipe, seed_everything
+from aiforge.data.text_corpus import VOCAB_SIZE, encode, read_corpus, split_text
+from aiforge.sequence.bert import (
+    TOKENIZER_FILE,
+    BertConfig,
+    accuracy_and_f1,
+    build_model,
+    load_classifier,
+    make_optimizer,
+    predict_labels,
+    tokenized_corpus,
+)
 from aiforge.sequence.bert_data import encode_padded, pack_lines, snippet_splits
 from aiforge.sequence.bert_model import (
     MASK_ID,
@@ -21,10 +30,15 @@ from aiforge.sequence.bert_model import (
     alibi_bias,
     mlm_loss,
 )
+from aiforge.sequence.bpe import BPETokenizer, CharTokenizer
 from aiforge.sequence.masking import IGNORE, mask_tokens
 
-TINY = {"corpus_chars": 20_000, "epochs": 1, "steps_per_epoch": 20, "mlm_eval_windows": 16,
-        "n_train": 8, "n_val": 4, "n_test": 10, "finetune_epochs": 1}
+CHAR = CharTokenizer()
+
+# The quick setting uses characters; the tiny runs take the BPE path with two learning rates.
+TINY = {"tokenizer": "bpe", "bpe_vocab": 512, "corpus_chars": 20_000, "epochs": 1, "steps_per_epoch": 20,
+        "mlm_eval_windows": 16, "n_train": 8, "n_val": 4, "n_test": 10, "finetune_epochs": 1,
+        "finetune_lrs": (1e-3, 3e-3)}
 
 
 def test_masking_selects_15_percent_and_splits_80_10_10() -> None:
@@ -59,7 +73,7 @@ def test_masking_is_reproducible_with_a_generator() -> None:
 
 @pytest.mark.parametrize("alibi", [False, True])
 def test_self_attention_equals_torch_sdpa_with_padding(alibi: bool) -> None:
-    torch.manual_seed(0)
+    seed_everything(0)  # also one torch thread: two stall on a busy 2-core machine
     attn = SelfAttention(16, 4, alibi=alibi).eval()
     x = torch.randn(3, 7, 16)
     keep = torch.tensor([[True] * 7, [True] * 4 + [False] * 3, [True] * 2 + [False] * 5])
@@ -73,21 +87,21 @@ def test_self_attention_equals_torch_sdpa_with_padding(alibi: bool) -> None:
 
 
 def test_outputs_do_not_depend_on_padding() -> None:
-    torch.manual_seed(0)
+    seed_everything(0)  # also one torch thread: two stall on a busy 2-core machine
     model = BertEncoder(max_len=40, n_layer=2, n_head=4, d_model=32, n_classes=3).eval()
     texts = ["import os", "def f(x):\n    return x"]
-    short = encode_padded(texts)                                    # (2, 22)
+    short = encode_padded(texts, CHAR, PAD_ID)                      # (2, 22)
     long = torch.cat([short, torch.full((2, 15), PAD_ID)], dim=1)   # 15 more pads
     h_short, keep = model.encode(short)
     h_long, _ = model.encode(long)
     assert (h_long[:, :short.shape[1]][keep] - h_short[keep]).abs().max() < 1e-5
     assert (model(long) - model(short)).abs().max() < 1e-5
-    alone = model(encode_padded(texts[:1]))                         # no padding at all
+    alone = model(encode_padded(texts[:1], CHAR, PAD_ID))           # no padding at all
     assert (alone - model(short)[:1]).abs().max() < 1e-5
 
 
 def test_mlm_loss_falls_on_tiny_data() -> None:
-    torch.manual_seed(0)
+    seed_everything(0)  # also one torch thread: two stall on a busy 2-core machine
     ids = encode("the quick brown fox jumps over the lazy dog. " * 3)[:128].view(4, 32)
     model = BertEncoder(max_len=32, n_layer=2, n_head=4, d_model=48, n_classes=2)
     optimizer = make_optimizer(model, 3e-3, 0.0)
@@ -129,13 +143,16 @@ def test_save_load_round_trip_and_same_seed_same_numbers(tmp_path: Path) -> None
     first = _run(tmp_path / "a", **TINY)
     second = _run(tmp_path / "b", **TINY)
     assert first.metrics == second.metrics
-    model = load_model(tmp_path / "a")
-    assert isinstance(model, BertEncoder)
+    assert (tmp_path / "a" / "model" / TOKENIZER_FILE).is_file()       # the BPE travels with the model
+    model, tokenizer, packages = load_classifier(tmp_path / "a")
+    assert isinstance(tokenizer, BPETokenizer) and isinstance(load_model(tmp_path / "a"), BertEncoder)
     cfg = BertConfig.from_dict({**get_quick(), **TINY})
-    data = snippet_splits(cfg.packages, cfg.block_size, cfg.n_train, cfg.n_val, cfg.n_test)
-    acc, f1 = accuracy_and_f1(model, data["test"], len(cfg.packages))
+    assert packages == cfg.packages
+    data = snippet_splits(cfg.packages, cfg.snippet_chars, cfg.n_train, cfg.n_val, cfg.n_test)
+    acc, f1 = accuracy_and_f1(model, tokenizer, data["test"], len(cfg.packages))
     assert acc == pytest.approx(first.metrics["pretrained_acc"])     # the reloaded model is the one scored
     assert f1 == pytest.approx(first.metrics["pretrained_macro_f1"])
+    assert first.metrics["pretrained_lr"] in cfg.finetune_lrs
 
 
 def get_quick() -> dict[str, object]:
@@ -144,13 +161,39 @@ def get_quick() -> dict[str, object]:
     return dict(get_recipe("sequence.bert").quick)
 
 
+def test_gathered_mlm_loss_equals_the_loss_over_all_positions() -> None:
+    seed_everything(0)  # also one torch thread: two stall on a busy 2-core machine
+    model = BertEncoder(max_len=32, n_layer=1, n_head=2, d_model=16, n_classes=2, vocab_size=300).eval()
+    ids = torch.randint(0, 300, (4, 32))
+    batch = mask_tokens(ids, mask_id=model.mask_id, n_real=300, generator=torch.Generator().manual_seed(1))
+    full = F.cross_entropy(model.mlm_logits(batch.inputs).flatten(0, 1), batch.labels.flatten(),
+                           ignore_index=IGNORE)
+    assert (mlm_loss(model, batch.inputs, batch.labels) - full).abs() < 1e-5
+
+
+def test_char_tokenizer_splits_the_corpus_as_before() -> None:
+    cfg = BertConfig(tokenizer="char", corpus_chars=20_000)
+    corpus = tokenized_corpus(cfg)
+    before = split_text(read_corpus(None, 20_000), cfg.val_fraction)
+    assert torch.equal(corpus.train, before.train) and torch.equal(corpus.val, before.val)
+    assert corpus.chars_per_token == 1.0 and build_model(cfg).vocab_size == VOCAB_SIZE
+
+
 def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
     model = BertEncoder(max_len=16, n_layer=1, n_head=2, d_model=16, n_classes=2).eval()
     with pytest.raises(InputError, match="empty"):
-        predict_labels(model, ["x = 1", ""])
+        predict_labels(model, CHAR, ["x = 1", ""])
     with pytest.raises(InputError, match="at most 16"):
-        predict_labels(model, ["x" * 17])
+        predict_labels(model, CHAR, ["x" * 17])
     with pytest.raises(ConfigError, match="two distinct packages"):
         _run(tmp_path / "run", packages=["email"])
     with pytest.raises(InputError, match="no standard-library package"):
         _run(tmp_path / "run2", packages=["email", "no_such_package"])
+    with pytest.raises(ConfigError, match="snippet_chars 200 exceeds block_size"):
+        _run(tmp_path / "run3", snippet_chars=200)
+    with pytest.raises(ConfigError, match="learning rates"):
+        _run(tmp_path / "run4", finetune_lrs=[])
+    (tmp_path / "gpt" / "model").mkdir(parents=True)
+    (tmp_path / "gpt" / "model" / "aiforge-model.json").write_text('{"recipe": "sequence.gpt", "config": {}}')
+    with pytest.raises(InputError, match="is a run of"):
+        load_classifier(tmp_path / "gpt")

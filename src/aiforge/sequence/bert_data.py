@@ -23,8 +23,7 @@ from pathlib import Path
 import torch
 
 from aiforge.core.errors import InputError
-from aiforge.data.text_corpus import encode
-from aiforge.sequence.bert_model import PAD_ID
+from aiforge.sequence.bpe import TextTokenizer
 
 PACKAGES = ("asyncio", "email", "tkinter", "unittest")
 DATA_SEED = 4242
@@ -72,6 +71,20 @@ def package_snippets(package: str, max_chars: int) -> list[str]:
     return snippets
 
 
+def package_regions(package: str, max_chars: int) -> tuple[list[str], list[str]]:
+    """(early, late): the first 70% of a package's snippets (training and validation) and the
+    last 30% (test)."""
+    snippets = package_snippets(package, max_chars)
+    cut = int(len(snippets) * TRAIN_SHARE)
+    return snippets[:cut], snippets[cut:]
+
+
+def unlabelled_text(packages: tuple[str, ...] | list[str], max_chars: int) -> str:
+    """The early region of every package as plain text without labels, for task-adaptive
+    pre-training; the late (test) region is never part of it."""
+    return "\n".join(s for package in packages for s in package_regions(package, max_chars)[0])
+
+
 def snippet_splits(packages: tuple[str, ...] | list[str], max_chars: int, n_train: int, n_val: int,
                    n_test: int) -> dict[str, list[Snippet]]:
     """{'train', 'val', 'test'}: per package n_train + n_val snippets drawn from its first 70%
@@ -79,9 +92,7 @@ def snippet_splits(packages: tuple[str, ...] | list[str], max_chars: int, n_trai
     rng = random.Random(DATA_SEED)
     splits: dict[str, list[Snippet]] = {"train": [], "val": [], "test": []}
     for label, package in enumerate(packages):
-        snippets = package_snippets(package, max_chars)
-        cut = int(len(snippets) * TRAIN_SHARE)
-        early, late = snippets[:cut], snippets[cut:]
+        early, late = package_regions(package, max_chars)
         if len(early) < n_train + n_val or len(late) < n_test:
             raise InputError(f"package {package!r} has {len(early)}/{len(late)} snippets of at most "
                              f"{max_chars} characters; asked for {n_train + n_val}/{n_test}")
@@ -92,10 +103,15 @@ def snippet_splits(packages: tuple[str, ...] | list[str], max_chars: int, n_trai
     return splits
 
 
-def encode_padded(texts: list[str]) -> torch.Tensor:
-    """Texts -> (N, longest) character ids, right-padded with PAD_ID."""
-    width = max(len(t) for t in texts)
-    out = torch.full((len(texts), width), PAD_ID, dtype=torch.long)
-    for i, text in enumerate(texts):
-        out[i, :len(text)] = encode(text)
+def encode_padded(texts: list[str], tokenizer: TextTokenizer, pad_id: int) -> torch.Tensor:
+    """Texts -> (N, longest) token ids, right-padded with `pad_id`."""
+    return pad_right([tokenizer.encode(t) for t in texts], pad_id)
+
+
+def pad_right(sequences: list[torch.Tensor], pad_id: int) -> torch.Tensor:
+    """(L_i,) id sequences -> (N, max L_i), right-padded with `pad_id`."""
+    width = max(len(s) for s in sequences)
+    out = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    for i, ids in enumerate(sequences):
+        out[i, :len(ids)] = ids
     return out

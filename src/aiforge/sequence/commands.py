@@ -52,7 +52,7 @@ def stream_text(run: Path, prompt: str, max_tokens: int, *, temperature: float =
 def register_commands(app: typer.Typer) -> None:
     @app.command()
     def generate(
-        recipe: Annotated[str, typer.Argument(help="sequence.gpt")],
+        recipe: Annotated[str, typer.Argument(help="sequence.gpt or sequence.finetune-llm")],
         run: Annotated[Path, typer.Option("--run", help="Run folder (or its model/ folder).")],
         prompt: Annotated[str, typer.Option("--prompt", help="Text to continue.")] = "",
         max_tokens: Annotated[int, typer.Option("--max-tokens", help="Characters to generate.")] = 500,
@@ -61,10 +61,15 @@ def register_commands(app: typer.Typer) -> None:
         top_p: Annotated[float | None, typer.Option("--top-p", help="Nucleus mass.")] = 0.95,
         seed: Annotated[int, typer.Option("--seed", help="Seed of the sampling.")] = 0,
     ) -> None:
-        """Stream text from a trained language-model run."""
+        """Stream text from a trained language-model run (sequence.gpt continues the prompt;
+        sequence.finetune-llm replies to it as a chat message)."""
         try:
+            if recipe == "sequence.finetune-llm":
+                _reply(run, prompt, max_tokens, temperature, top_k, seed)
+                return
             if recipe != "sequence.gpt":
-                raise InputError(f"cannot generate with {recipe!r}; generating recipes: sequence.gpt")
+                raise InputError(f"cannot generate with {recipe!r}; generating recipes: "
+                                 "sequence.gpt, sequence.finetune-llm")
             chars = stream_text(run, prompt, max_tokens, temperature=temperature, top_k=top_k,
                                 top_p=top_p, seed=seed)
             typer.echo(prompt, nl=False)
@@ -74,6 +79,21 @@ def register_commands(app: typer.Typer) -> None:
         except InputError as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(2) from None
+
+    def _reply(run: Path, prompt: str, max_tokens: int, temperature: float, top_k: int | None,
+               seed: int) -> None:
+        from aiforge.sequence.finetune_llm_chat import load_finetuned, stream_reply
+
+        if top_k is not None:
+            raise InputError("--top-k applies to sequence.gpt only")
+        if not prompt.strip():
+            raise InputError("--prompt is empty: sequence.finetune-llm replies to a message")
+        if max_tokens < 1 or temperature < 0:
+            raise InputError("--max-tokens must be >= 1 and --temperature >= 0")
+        model, tokenizer = load_finetuned(run)
+        for piece in stream_reply(model, tokenizer, prompt, max_tokens, temperature=temperature, seed=seed):
+            typer.echo(piece, nl=False)
+        typer.echo()
 
     @app.command()
     def translate(
