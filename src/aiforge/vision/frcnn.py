@@ -8,26 +8,10 @@ classifier and box).
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from aiforge.core import Bar, Recipe, RunContext, fit, register
-from aiforge.core.plots import learning_curves
-from aiforge.vision.detection import (
-    cpu_latency_ms,
-    detection_data,
-    draw_detections,
-    loss_curves,
-    mean_average_precision,
-)
-from aiforge.vision.two_stage import (
-    TwoStageConfig,
-    build_two_stage,
-    detect,
-    loader,
-    loss_ratio,
-    training_loss,
-)
+from aiforge.core import Bar, Recipe, RunContext, register
+from aiforge.vision.two_stage import TwoStageConfig, build_two_stage, train_two_stage
 
 
 class FasterRCNNConfig(TwoStageConfig):
@@ -39,31 +23,7 @@ def build_model(cfg: FasterRCNNConfig) -> nn.Module:
 
 
 def train(cfg: FasterRCNNConfig, ctx: RunContext) -> dict[str, float]:
-    splits = detection_data(cfg, with_masks=False)
-    model = build_model(cfg)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    curves: dict[str, list[float]] = {}
-
-    def evaluate(model: nn.Module) -> dict[str, float]:
-        return {"val_map50": mean_average_precision(splits["val"], detect(model, splits["val"]))["map50"]}
-
-    result = fit(model, loader(splits["train"], False, cfg.batch_size),
-                 loss_fn=training_loss(cfg, curves), evaluate=evaluate, cfg=cfg, ctx=ctx,
-                 optimizer=optimizer, monitor="val_map50")
-    model.eval()
-    dets = detect(model, splits["test"])
-    test = mean_average_precision(splits["test"], dets)
-    one = splits["test"][:1]
-    latency = cpu_latency_ms(lambda: detect(model, one), repeats=10)
-    learning_curves(result.history, ctx.figure_path("learning_curves.png"), "vision.detect-frcnn")
-    if curves:
-        loss_curves(curves, ctx.figure_path("loss_components.png"), "Faster R-CNN loss terms")
-    draw_detections(splits["test"][:8], dets[:8], cfg.class_names, ctx.figure_path("test_predictions.png"),
-                    "vision.detect-frcnn on test images (dashed: ground truth)")
-    ctx.save_model(model, extra={"categories": list(cfg.class_names)})
-    return {"test_map50": test["map50"], "test_map": test["map"], "test_map75": test["map75"],
-            "val_map50": result.best_value, "best_epoch": float(result.best_epoch),
-            "latency_ms": latency, "train_loss_ratio": loss_ratio(curves.get("total", [1.0]))}
+    return train_two_stage(cfg, ctx, with_masks=False, model_name="Faster R-CNN")
 
 
 RECIPE = register(Recipe(

@@ -9,26 +9,10 @@ best validation mask mAP@0.5 and reports COCO mask and box mAP on the test split
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from aiforge.core import Bar, Recipe, RunContext, fit, register
-from aiforge.core.plots import learning_curves
-from aiforge.vision.detection import (
-    cpu_latency_ms,
-    detection_data,
-    draw_detections,
-    loss_curves,
-    mean_average_precision,
-)
-from aiforge.vision.two_stage import (
-    TwoStageConfig,
-    build_two_stage,
-    detect,
-    loader,
-    loss_ratio,
-    training_loss,
-)
+from aiforge.core import Bar, Recipe, RunContext, register
+from aiforge.vision.two_stage import TwoStageConfig, build_two_stage, train_two_stage
 
 
 class MaskRCNNConfig(TwoStageConfig):
@@ -40,34 +24,7 @@ def build_model(cfg: MaskRCNNConfig) -> nn.Module:
 
 
 def train(cfg: MaskRCNNConfig, ctx: RunContext) -> dict[str, float]:
-    splits = detection_data(cfg, with_masks=True)
-    model = build_model(cfg)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    curves: dict[str, list[float]] = {}
-
-    def evaluate(model: nn.Module) -> dict[str, float]:
-        dets = detect(model, splits["val"])
-        return {"val_mask_map50": mean_average_precision(splits["val"], dets, "segm")["map50"]}
-
-    result = fit(model, loader(splits["train"], True, cfg.batch_size),
-                 loss_fn=training_loss(cfg, curves), evaluate=evaluate, cfg=cfg, ctx=ctx,
-                 optimizer=optimizer, monitor="val_mask_map50")
-    model.eval()
-    dets = detect(model, splits["test"])
-    masks = mean_average_precision(splits["test"], dets, "segm")
-    boxes = mean_average_precision(splits["test"], dets, "bbox")
-    one = splits["test"][:1]
-    latency = cpu_latency_ms(lambda: detect(model, one), repeats=10)
-    learning_curves(result.history, ctx.figure_path("learning_curves.png"), "vision.segment-maskrcnn")
-    if curves:
-        loss_curves(curves, ctx.figure_path("loss_components.png"), "Mask R-CNN loss terms")
-    draw_detections(splits["test"][:8], dets[:8], cfg.class_names, ctx.figure_path("test_predictions.png"),
-                    "vision.segment-maskrcnn on test images (dashed: ground truth)", min_score=0.5)
-    ctx.save_model(model, extra={"categories": list(cfg.class_names)})
-    return {"test_mask_map50": masks["map50"], "test_mask_map": masks["map"],
-            "test_box_map50": boxes["map50"], "test_box_map": boxes["map"],
-            "val_mask_map50": result.best_value, "best_epoch": float(result.best_epoch),
-            "latency_ms": latency, "train_loss_ratio": loss_ratio(curves.get("total", [1.0]))}
+    return train_two_stage(cfg, ctx, with_masks=True, model_name="Mask R-CNN")
 
 
 RECIPE = register(Recipe(
