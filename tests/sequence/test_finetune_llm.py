@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 from aiforge.core import InputError, Result, run_recipe
+from aiforge.core.checkpoint import CheckpointError, latest_checkpoint
 from aiforge.data.instructions import (
     MAX_RESPONSE_CHARS,
     MIN_RESPONSE_CHARS,
@@ -222,6 +226,96 @@ def test_reply_rejects_bad_input(lora_run: tuple[Result, Path], tmp_path: Path) 
         generate_reply(out, "  ")
     with pytest.raises(InputError, match="no such run"):
         generate_reply(tmp_path / "nope", "hi")
+
+
+# --- resuming an interrupted run ----------------------------------------------------------------
+
+class Killed(Exception):
+    """Stands for the process dying (power cut, OOM kill) right after a checkpoint."""
+
+
+@pytest.fixture(scope="module")
+def interrupted(tiny_model: Path, data_file: Path, tmp_path_factory: pytest.TempPathFactory
+                ) -> tuple[Result, Path, Path]:
+    """(result, folder) of a run left alone, and the folder of the same run killed right after
+    its first checkpoint (step 2 of 6). LoRA dropout is on, so a resumed run can only match
+    if the RNG is restored too."""
+    import aiforge.sequence.finetune_llm_resume as resume
+
+    root = tmp_path_factory.mktemp("resume")
+    small = {"model": str(tiny_model), "data": str(data_file), "steps": 6, "checkpoint_every": 2,
+             "lora_dropout": 0.1, "n_test": 16, "answer_tokens": 4, "n_samples": 0}
+    whole = _run(root / "whole", **small)
+    real = resume.save_checkpoint
+
+    def save_then_die(*args: Any, **kwargs: Any) -> Path:
+        real(*args, **kwargs)
+        raise Killed
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(resume, "save_checkpoint", save_then_die)
+        with pytest.raises(Killed):
+            _run(root / "cut", **small)
+    assert not (root / "cut" / "result.json").exists()
+    assert [p.name for p in (root / "cut" / "checkpoints").iterdir()] == ["step-000002"]
+    return whole, root / "whole", root / "cut"
+
+
+def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(
+        interrupted: tuple[Result, Path, Path], tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    whole, whole_dir, cut = interrupted
+    shutil.copytree(cut, tmp_path / "cut")
+    resumed = run_recipe(NAME, resume=tmp_path / "cut", track=False, quiet=True)
+
+    a = load_file(whole_dir / "model" / "adapter_model.safetensors")
+    b = load_file(tmp_path / "cut" / "model" / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)      # bit for bit
+    clock = [k for k in whole.metrics if "seconds" in k or "per_s" in k]
+    assert {k: v for k, v in whole.metrics.items() if k not in clock} == \
+        {k: v for k, v in resumed.metrics.items() if k not in clock}
+    first = latest_checkpoint(whole_dir / "checkpoints")
+    last = latest_checkpoint(tmp_path / "cut" / "checkpoints")
+    assert first is not None and last is not None and first.step == last.step == 6
+    assert first.state["losses"] == last.state["losses"]                # the history of all 6 steps
+    saved = load_file(last.path / "model.safetensors")                  # the adapters, not the base
+    assert len(saved) == len(a) and all("lora_" in k for k in saved)
+
+
+def test_resume_from_a_corrupt_checkpoint_is_one_clear_error(
+        interrupted: tuple[Result, Path, Path], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from aiforge.cli import app
+
+    _, _, cut = interrupted
+    shutil.copytree(cut, tmp_path / "cut")
+    weights = tmp_path / "cut" / "checkpoints" / "step-000002" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF                                                    # one bit-rotted byte
+    weights.write_bytes(bytes(data))
+    bad = CliRunner().invoke(app, ["run", NAME, "--resume", str(tmp_path / "cut"), "--no-track"])
+    assert bad.exit_code == 2
+    assert bad.output.strip().splitlines() == [
+        f"error: checkpoint {weights.parent} is corrupt: model.safetensors fails its checksum"]
+    assert not (tmp_path / "cut" / "result.json").exists() and weights.read_bytes() == bytes(data)
+
+
+def test_resume_refuses_a_checkpoint_of_other_data(
+        interrupted: tuple[Result, Path, Path], data_file: Path, tmp_path: Path) -> None:
+    _, _, cut = interrupted
+    shutil.copytree(cut, tmp_path / "cut")
+    other = tmp_path / "other.jsonl"
+    # the same prompts, edited answers: the file a user fixed between the two parts of a run
+    write_jsonl([replace(p, response=p.response.upper()) for p in read_jsonl(data_file)], other)
+    meta = json.loads((tmp_path / "cut" / "run.json").read_text())
+    meta["config"]["data"] = str(other)
+    (tmp_path / "cut" / "run.json").write_text(json.dumps(meta))
+    before = (tmp_path / "cut" / "data" / "train.jsonl").read_text()
+    with pytest.raises(CheckpointError, match="trained on other examples"):
+        run_recipe(NAME, resume=tmp_path / "cut", track=False, quiet=True)
+    assert (tmp_path / "cut" / "data" / "train.jsonl").read_text() == before
 
 
 @pytest.mark.slow

@@ -18,6 +18,8 @@ base model's, and the model still answers a fixed set of general questions the b
 answers right (no catastrophic forgetting; finetune_llm_general). Against forgetting, every
 batch also holds the base model's own greedy answers to generic instructions (rehearsal by
 self-distillation, `rehearsal`), so the adapters are trained to leave general behaviour be.
+Training checkpoints the adapters alone every `checkpoint_every` steps and `--resume`
+continues it to the same numbers (finetune_llm_resume).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import json
 import math
 import time
 from collections.abc import Iterator, Sequence
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +61,13 @@ from aiforge.sequence.finetune_llm_encode import (
 )
 from aiforge.sequence.finetune_llm_general import GENERAL_QUESTIONS, REHEARSAL_PROMPTS
 from aiforge.sequence.finetune_llm_report import write_reports
+from aiforge.sequence.finetune_llm_resume import (
+    AdapterWeights,
+    LoopState,
+    data_fingerprint,
+    resume_training,
+    save_training,
+)
 
 NAME = "sequence.finetune-llm"
 
@@ -111,6 +121,9 @@ class FinetuneLLMConfig(RecipeConfig):
     rehearsal_tokens: int = Field(48, ge=1, le=1024)
     """Greedy tokens of each base answer to a rehearsal prompt (an answer cut here teaches no
     end of turn)."""
+    checkpoint_every: int = Field(10, ge=1)
+    """Write a resumable checkpoint (the adapters, AdamW, the schedule, the RNGs and the
+    losses; finetune_llm_resume) every this many steps and after the last one."""
 
     @field_validator("data")
     @classmethod
@@ -182,10 +195,12 @@ def mixed_batches(n_task: int, n_rehearsal: int, cfg: FinetuneLLMConfig
 
 
 def train_lora(model: Any, examples: Sequence[Example], pad_id: int, cfg: FinetuneLLMConfig,
-               ctx: RunContext, rehearsal: Sequence[Example] = ()) -> list[float]:
+               ctx: RunContext, rehearsal: Sequence[Example] = ()) -> LoopState:
     """Train the adapters in place on task batches mixed with `rehearsal` examples (one mean
-    cross-entropy over every response token of the mixed batch); returns the task part of the
-    loss of every step, comparable with the held-out loss."""
+    cross-entropy over every response token of the mixed batch), checkpointing every
+    `checkpoint_every` steps and continuing from the newest checkpoint when `ctx.resume`.
+    The returned state holds the task part of the loss of every step, comparable with the
+    held-out loss."""
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
 
@@ -196,11 +211,15 @@ def train_lora(model: Any, examples: Sequence[Example], pad_id: int, cfg: Finetu
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, done)))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    losses: list[float] = []
+    adapters, fingerprint = AdapterWeights(model), data_fingerprint(examples, rehearsal)
+    state = resume_training(ctx, adapters, optimizer, scheduler, fingerprint)
+    # The batch order is fixed by the seed: a resumed run skips the batches already trained on.
+    order = islice(mixed_batches(len(examples), len(rehearsal), cfg), state.step, None)
     model.train()
     with progress(ctx.quiet) as bars:
-        task = bars.add_task(ctx.recipe, total=cfg.steps, info="")
-        for step, (index, extra) in enumerate(mixed_batches(len(examples), len(rehearsal), cfg), 1):
+        task = bars.add_task(ctx.recipe, total=cfg.steps, completed=state.step, info="")
+        for step, (index, extra) in enumerate(order, state.step + 1):
+            started = time.perf_counter()
             chosen = [examples[i] for i in index]
             logits, targets = response_logits(model, collate(chosen + [rehearsal[i] for i in extra], pad_id))
             per_token = F.cross_entropy(logits, targets, reduction="none")          # (N,)
@@ -212,14 +231,17 @@ def train_lora(model: Any, examples: Sequence[Example], pad_id: int, cfg: Finetu
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             optimizer.step()
             scheduler.step()
-            losses.append(per_token[:n_task].mean().item())
-            logged = {"train_loss": losses[-1], "lr": scheduler.get_last_lr()[0]}
+            state.losses.append(per_token[:n_task].mean().item())
+            logged = {"train_loss": state.losses[-1], "lr": scheduler.get_last_lr()[0]}
             if extra:
                 logged["rehearsal_loss"] = per_token[n_task:].mean().item()
+            state.step, state.seconds = step, state.seconds + time.perf_counter() - started
             ctx.log_metrics(logged, step=step)
-            bars.update(task, advance=1, info=f"loss {losses[-1]:.3f}")
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                save_training(ctx, state, adapters, optimizer, scheduler, fingerprint)
+            bars.update(task, advance=1, info=f"loss {state.losses[-1]:.3f}")
     model.eval()
-    return losses
+    return state
 
 
 # --- answers: generation and the no-collapse check ------------------------------------------
@@ -309,13 +331,21 @@ def save_adapter(model: Any, tokenizer: Any, cfg: FinetuneLLMConfig, ctx: RunCon
 
 # --- the recipe -----------------------------------------------------------------------------
 
+def keep_data(ctx: RunContext, name: str, pairs: list[InstructionPair]) -> None:
+    """data/NAME.jsonl, an artifact. A resumed run keeps what its first part wrote: should
+    the data have changed since, the resume fails (finetune_llm_resume) with the record intact."""
+    path = ctx.out / "data" / f"{name}.jsonl"
+    if not (ctx.resume and path.is_file()):
+        path.parent.mkdir(exist_ok=True)
+        write_jsonl(pairs, path)
+    ctx.add_artifact(path)
+
+
 def train(cfg: FinetuneLLMConfig, ctx: RunContext) -> dict[str, float]:
     pairs = read_jsonl(Path(cfg.data)) if cfg.data else stdlib_docstring_pairs()
     splits = split_by_group(pairs, cfg.n_test)
-    (ctx.out / "data").mkdir(exist_ok=True)
-    for name, part in (("train", splits.train), ("test", splits.test)):
-        write_jsonl(part, ctx.out / "data" / f"{name}.jsonl")
-        ctx.add_artifact(ctx.out / "data" / f"{name}.jsonl")
+    keep_data(ctx, "train", splits.train)
+    keep_data(ctx, "test", splits.test)
 
     started = time.perf_counter()
     texts = [f"{p.prompt}\n{p.response}" for p in splits.train]   # the tiny model's BPE corpus
@@ -333,15 +363,12 @@ def train(cfg: FinetuneLLMConfig, ctx: RunContext) -> dict[str, float]:
     rehearse: list[Example] = []
     if cfg.rehearsal:
         said, rehearse = rehearsal_set(model, tokenizer, REHEARSAL_PROMPTS, cfg)
-        write_jsonl(said, ctx.out / "data" / "rehearsal.jsonl")
-        ctx.add_artifact(ctx.out / "data" / "rehearsal.jsonl")
+        keep_data(ctx, "rehearsal", said)
 
     model = add_lora(model, cfg)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
-    started = time.perf_counter()
-    losses = train_lora(model, train_ex, pad, cfg, ctx, rehearse)
-    train_seconds = time.perf_counter() - started
+    trained = train_lora(model, train_ex, pad, cfg, ctx, rehearse)
     trained_tokens = cfg.steps * cfg.batch_size * sum(len(e.ids) for e in train_ex) / len(train_ex)
     if rehearse:
         per_step = math.ceil(cfg.batch_size * cfg.rehearsal)
@@ -355,7 +382,7 @@ def train(cfg: FinetuneLLMConfig, ctx: RunContext) -> dict[str, float]:
 
     base_ppl, tuned_ppl = math.exp(base_nll / n_tokens), math.exp(tuned_nll / n_tokens)
     unigram = unigram_ppl(train_ex, test_ex, len(tokenizer))
-    retained = write_reports(ctx, losses, base_ppl, tuned_ppl, base_answers, tuned_answers,
+    retained = write_reports(ctx, trained.losses, base_ppl, tuned_ppl, base_answers, tuned_answers,
                              splits.test[:cfg.n_samples])
     metrics = {
         "base_ppl": base_ppl,
@@ -371,8 +398,8 @@ def train(cfg: FinetuneLLMConfig, ctx: RunContext) -> dict[str, float]:
         "trainable_params": float(trainable),
         "total_params": float(total),
         "load_seconds": load_seconds,
-        "train_seconds": train_seconds,
-        "train_tokens_per_s": trained_tokens / train_seconds,
+        "train_seconds": trained.seconds,   # the steps alone, over every part of a resumed run
+        "train_tokens_per_s": trained_tokens / trained.seconds,
         **retained,
     }
     return metrics
