@@ -77,6 +77,22 @@ def test_mode_seeking_loss_is_the_inverse_distance_ratio():
     assert augment.mode_seeking_loss(fake, z).item() == pytest.approx(2.0, rel=1e-4)
 
 
+def test_mixed_loss_smooths_the_synthetic_rows_only():
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0], [0.0, 0.0, 3.0]])
+    y = torch.tensor([0, 1, 2])
+    logp = torch.log_softmax(logits, 1)
+    eps = 0.3
+    # row 0 real: hard target; rows 1, 2 synthetic: (1 - eps) on the label + eps / 3 on each class
+    expected = -(logp[0, 0]
+                 + (1 - eps) * logp[1, 1] + eps / 3 * logp[1].sum()
+                 + (1 - eps) * logp[2, 2] + eps / 3 * logp[2].sum()) / 3
+    assert augment.mixed_loss(logits, y, 1, eps).item() == pytest.approx(expected.item(), rel=1e-6)
+    # an all-real batch, or no smoothing, is the plain cross-entropy
+    plain = torch.nn.functional.cross_entropy(logits, y)
+    assert augment.mixed_loss(logits, y, 3, eps).item() == pytest.approx(plain.item(), rel=1e-6)
+    assert augment.mixed_loss(logits, y, 1, 0.0).item() == pytest.approx(plain.item(), rel=1e-6)
+
+
 def _tiny_cfg(**kw):
     return augment.AugmentConfig(classifier_steps=120, classifier_batch=32, **kw)
 

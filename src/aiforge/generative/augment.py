@@ -22,7 +22,10 @@ training batches also hold images drawn from a generator? The protocol keeps it 
    the digits-FD feature network) twice from the same initialisation and the same batch
    order: on real images only, and on batches where a share `synthetic_share` of the images
    is synthetic. Both arms keep the classical augmentation (random one-pixel shifts), so the
-   gain measured is on top of it. Score both on the full test split (360 images).
+   gain measured is on top of it. The synthetic images' targets are label-smoothed (Szegedy
+   et al., 2016): some GAN samples show another digit than the one asked for, and a hard
+   target would make the classifier certain of each; real images keep hard targets in both
+   arms. Score both on the full test split (360 images).
 
 The gain is reported in accuracy points (100 x accuracy difference) per seed and as their
 mean; the bar is the issue's +2 points averaged over 3 seeds.
@@ -81,6 +84,14 @@ class AugmentConfig(RecipeConfig):
     sets tried (see the docs)."""
     synthetic_share: float = Field(0.75, ge=0, lt=1)
     """Share of every augmented classifier batch drawn from the synthetic set."""
+    synthetic_label_smoothing: float = Field(0.5, ge=0, lt=1)
+    """Label smoothing e (Szegedy et al., 2016) on the synthetic images' targets only: target
+    1 - 0.9 e on the asked label and e / 10 on every other class. About 7 % of the GAN's
+    samples do not show the digit asked for and the rest are off the real distribution
+    (digits-FD ~1,100); smoothing turns their hard labels into a softer push (it is robust
+    to label noise: Lukasik et al., 2020). Real images always keep hard targets; 0 turns it
+    off. Of 0, 0.1, 0.2, 0.3 and 0.5, only 0.5 cleared +2 points on all five labelled sets
+    it was chosen on (mean gain 1.8 -> 4.0 points) and on two held-out ones (see the docs)."""
     classifier_seeds: int = Field(3, ge=1, le=20)
     """Classifier seeds; each trains once without and once with synthetic images."""
     classifier_steps: int = Field(600, ge=1)
@@ -193,11 +204,25 @@ def random_shift(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(b)])
 
 
+def mixed_loss(logits: torch.Tensor, y: torch.Tensor, n_real: int, smoothing: float) -> torch.Tensor:
+    """Cross-entropy averaged over the batch; rows from `n_real` on are synthetic and get
+    targets (1 - smoothing) on their label plus smoothing / 10 on every class (Szegedy et al.,
+    2016, section 7), rows before it keep hard targets. For an all-real batch (the baseline
+    arm) this is the plain mean cross-entropy, bit for bit."""
+    # logits (B, 10), y (B,); each part summed, then both divided by B so a synthetic row
+    # weighs as much as a real one, as with the plain batch mean.
+    real = F.cross_entropy(logits[:n_real], y[:n_real], reduction="sum")
+    synthetic = F.cross_entropy(logits[n_real:], y[n_real:], reduction="sum",
+                                label_smoothing=smoothing)
+    return (real + synthetic) / len(y)
+
+
 def train_classifier(real: DigitsSplit, synthetic: DigitsSplit | None, cfg: AugmentConfig,
                      seed: int) -> DigitsFeatureNet:
     """Train the digits classifier for `classifier_steps` updates. With `synthetic`, a share
-    `synthetic_share` of each batch comes from it. The seed fixes the initialisation, the
-    real images' batch order and the shifts, which are therefore the same in both arms."""
+    `synthetic_share` of each batch comes from it, with label-smoothed targets. The seed
+    fixes the initialisation, the real images' batch order and the shifts, which are
+    therefore the same in both arms."""
     torch.manual_seed(seed)
     net = DigitsFeatureNet()
     real_gen = torch.Generator().manual_seed(seed)          # real batches and shifts
@@ -214,7 +239,8 @@ def train_classifier(real: DigitsSplit, synthetic: DigitsSplit | None, cfg: Augm
         if synthetic is not None and n_synth > 0:
             sidx = torch.randint(0, len(synthetic.y), (n_synth,), generator=synth_gen)
             x, y = torch.cat([x, synthetic.x[sidx]]), torch.cat([y, synthetic.y[sidx]])
-        loss = F.cross_entropy(net(random_shift(x, real_gen)), y)
+        logits = net(random_shift(x, real_gen))                            # (B, 10)
+        loss = mixed_loss(logits, y, n_real, cfg.synthetic_label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
