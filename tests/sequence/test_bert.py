@@ -21,7 +21,13 @@ from aiforge.sequence.bert import (
     predict_labels,
     tokenized_corpus,
 )
-from aiforge.sequence.bert_data import encode_padded, pack_lines, snippet_splits
+from aiforge.sequence.bert_data import (
+    encode_padded,
+    pack_lines,
+    package_regions,
+    snippet_splits,
+    unlabelled_text,
+)
 from aiforge.sequence.bert_model import (
     MASK_ID,
     PAD_ID,
@@ -132,6 +138,23 @@ def _run(out: Path, **overrides: object) -> Result:
     return run_recipe("sequence.bert", quick=True, out=out, overrides=overrides, track=False, quiet=True)
 
 
+def test_task_text_is_the_training_region_only() -> None:
+    packages = ("email", "tkinter")
+    text = unlabelled_text(packages, 128)
+    splits = snippet_splits(packages, 128, n_train=16, n_val=8, n_test=100)
+    assert all(s.text in text for s in splits["train"] + splits["val"])
+    early = [e for package in packages for e in package_regions(package, 128)[0]]
+    late_in_text = [s.text for s in splits["test"] if s.text in text]
+    # Only code the packages repeat verbatim (a raise clause, a docstring line) can show up.
+    assert len(late_in_text) < 0.05 * len(splits["test"])
+    assert text == "\n".join(early)                                 # the late regions never
+
+
+def test_pretraining_has_its_own_dropout() -> None:
+    cfg = BertConfig(tokenizer="char", dropout=0.1, pretrain_dropout=0.0)
+    assert build_model(cfg).dropout.p == 0.1 and build_model(cfg, dropout=cfg.pretrain_dropout).dropout.p == 0.0
+
+
 def test_quick_setting_clears_its_bar(tmp_path: Path) -> None:
     result = _run(tmp_path / "run")
     assert result.passed, result.metrics
@@ -172,10 +195,14 @@ def test_gathered_mlm_loss_equals_the_loss_over_all_positions() -> None:
 
 
 def test_char_tokenizer_splits_the_corpus_as_before() -> None:
-    cfg = BertConfig(tokenizer="char", corpus_chars=20_000)
+    cfg = BertConfig(tokenizer="char", corpus_chars=20_000, task_text=False)
     corpus = tokenized_corpus(cfg)
     before = split_text(read_corpus(None, 20_000), cfg.val_fraction)
     assert torch.equal(corpus.train, before.train) and torch.equal(corpus.val, before.val)
+    # task_text appends the packages' text to the training split only
+    with_task = tokenized_corpus(cfg.model_copy(update={"task_text": True}))
+    assert torch.equal(with_task.train[:len(before.train)], before.train) and len(with_task.train) > len(before.train)
+    assert torch.equal(with_task.val, before.val)
     assert corpus.chars_per_token == 1.0 and build_model(cfg).vocab_size == VOCAB_SIZE
 
 
