@@ -1,6 +1,7 @@
 """CycleGAN: losses against hand values (LSGAN, CyCADA's semantic loss), the image pool, the
 schedule, exact batching, the patch receptive field, learning, resume to the same weights, the
-quick bar, translate_images."""
+quick bar, translate_images; the target-side classifier f_T's pieces (Sinkhorn balancing,
+cluster means, blur, shape augmentation; f_T's accuracy in the quick run)."""
 
 import json
 import math
@@ -8,6 +9,7 @@ import shutil
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from aiforge.core import InputError, RunContext, load_model, run_recipe
@@ -24,6 +26,13 @@ from aiforge.generative.cyclegan import (
     lsgan_g_loss,
     semantic_loss,
     translate_images,
+)
+from aiforge.generative.cyclegan_adapt import (
+    cluster_mean,
+    gaussian_blur,
+    shape_augment,
+    sinkhorn_balance,
+    train_classifier,
 )
 from aiforge.generative.cyclegan_eval import train_printed_classifier
 
@@ -51,6 +60,12 @@ def test_semantic_loss_matches_a_hand_computed_case():
     assert translated.grad is not None and translated.grad.abs().sum() > 0
     # a translation that keeps the reading costs less than one that flips it
     assert semantic_loss(clf, source, source).item() == pytest.approx(math.log(1 + math.exp(-1)))
+    # the source's reading may come from another classifier (f_S labels a, f_T reads G(a))
+    reader = nn.Sequential(nn.Flatten(), nn.Linear(64, 2))
+    with torch.no_grad():
+        reader[1].weight.zero_()
+        reader[1].bias.copy_(torch.tensor([0.0, 1.0]))                # always reads class 1
+    assert semantic_loss(clf, source, source, reader=reader).item() == pytest.approx(math.log(1 + math.e))
     with pytest.raises(ValueError, match="source classifier"):
         cyclegan.fit_cyclegan(CycleGANConfig(steps=1, semantic_weight=1.0), None, torch.zeros(1, 1, 8, 8),
                               torch.zeros(1, 1, 8, 8))
@@ -96,35 +111,54 @@ def test_patch_discriminator_scores_overlapping_patches():
     assert rows.max() - rows.min() + 1 <= PatchDiscriminator.RECEPTIVE_FIELD
 
 
-def _fit(cfg, out, resume=False):
+def _fit(cfg, out, resume=False, target=False):
     seed_everything(cfg.seed, 1)
     ctx = RunContext(recipe="generative.cyclegan", out=out, config=cfg, quiet=True, resume=resume)
     printed, labels = cyclegan.printed_domain(200, cyclegan.PRINTED_TRAIN_SEED)
     f_s = train_printed_classifier(printed, labels, cyclegan.SEMANTIC_CLASSIFIER_SEED)
-    return cyclegan.fit_cyclegan(cfg, ctx, printed, digits_splits()["train"].x[:200], f_s)
+    f_t = refresh = None
+    if target:   # a cheap stand-in for TargetSide: f_T from one step on 64 translations
+        f_t = train_classifier(0, 1, pseudo=(printed[:64], labels[:64]))
+        refresh = lambda pair: train_classifier(1, 1, pseudo=(      # noqa: E731
+            cyclegan.translate(pair, printed[:64], "printed_to_handwritten"), labels[:64]))
+    return cyclegan.fit_cyclegan(cfg, ctx, printed, digits_splits()["train"].x[:200], f_s, f_t, refresh)
 
 
-def test_cycle_loss_falls_and_resuming_gives_the_same_generators(tmp_path):
+@pytest.mark.parametrize("target", [False, True])
+def test_cycle_loss_falls_and_resuming_gives_the_same_generators(tmp_path, target):
+    # the paper's loss weights, so that 200 steps of a tiny model show the cycle loss falling
     cfg = CycleGANConfig(steps=200, checkpoint_every=100, width=8, res_blocks=1, disc_width=8,
-                         batch_size=8, pool_size=10)
-    straight, history = _fit(cfg, tmp_path / "a")
+                         batch_size=8, pool_size=10, lambda_cycle=10.0, lambda_identity=0.5,
+                         semantic_weight=1.0, adapt_refresh_at=0.25)
+    straight, history = _fit(cfg, tmp_path / "a", target=target)
     assert history[-1]["cycle"] < 0.6 * history[0]["cycle"], history
     assert all(row["semantic"] > 0 for row in history)             # the semantic term is on
     shutil.copytree(tmp_path / "a" / "checkpoints" / "step-000100",
                     tmp_path / "b" / "checkpoints" / "step-000100")
-    resumed, history_b = _fit(cfg, tmp_path / "b", resume=True)
+    # resumed at 100: f_T comes from the checkpoint (refreshed at step 50), not from scratch
+    resumed, history_b = _fit(cfg, tmp_path / "b", resume=True, target=target)
     assert history_b == history
     for (name, p), (_, q) in zip(straight.state_dict().items(), resumed.state_dict().items(), strict=True):
         assert torch.equal(p, q), name
+
+
+def test_refresh_needs_a_first_target_classifier():
+    with pytest.raises(ValueError, match="target classifier"):
+        cyclegan.fit_cyclegan(CycleGANConfig(steps=1), None, torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8),
+                              nn.Identity(), None, lambda pair: nn.Identity())
 
 
 def test_quick_cyclegan_clears_its_bar_and_translates_after_reload(tmp_path):
     result = run_recipe("generative.cyclegan", quick=True, out=tmp_path, quiet=True, track=False)
     m = result.metrics
     assert result.passed, m
-    assert m["identity_kept_p2h"] > m["identity_untranslated_p2h"] - 0.05
+    # the semantic loss read by the adapted f_T redraws shapes even in 400 steps (read by f_S
+    # instead, the quick run kept 0.601 against 0.582 untranslated)
+    assert m["identity_kept_p2h"] > m["identity_untranslated_p2h"] + 0.05
+    # f_T and its pseudo-labels, made without a handwritten label, beat chance (0.1) by far
+    assert m["target_classifier_accuracy"] > 0.35 and m["pseudo_label_accuracy_first"] > 0.35
     assert m["digits_fd_translated"] < m["digits_fd_printed"]
-    assert 0 < m["cycle_l1_printed"] < 0.15 and 0 < m["cycle_l1_handwritten"] < 0.15
+    assert 0 < m["cycle_l1_printed"] < 0.2 and 0 < m["cycle_l1_handwritten"] < 0.2
     for name in ("printed_to_handwritten.png", "handwritten_to_printed.png", "losses.png"):
         assert f"figures/{name}" in result.artifacts
 
@@ -148,3 +182,47 @@ def test_quick_cyclegan_clears_its_bar_and_translates_after_reload(tmp_path):
     (other / "aiforge-model.json").write_text(json.dumps({"recipe": "generative.vae", "config": {}}))
     with pytest.raises(InputError, match=r"not 'generative\.cyclegan'"):
         translate_images(tmp_path / "other", x, "printed_to_handwritten")
+
+
+# --- cyclegan_adapt: the target-side classifier f_T, without a handwritten label ---------------
+
+def test_sinkhorn_balance_gives_each_class_an_equal_share():
+    # every row prefers class 0; balanced, the two least sure rows must go to class 1
+    probs = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.6, 0.4]])
+    q = sinkhorn_balance(probs, sharpness=1.0, iters=500)
+    assert torch.allclose(q.sum(1), torch.ones(4), atol=1e-5)
+    assert torch.allclose(q.sum(0), torch.full((2,), 2.0), atol=1e-3)     # N / C each
+    assert q.argmax(1).tolist() == [0, 0, 1, 1]
+    assert probs.argmax(1).tolist() == [0, 0, 0, 0]                       # unbalanced argmax
+
+
+def test_cluster_mean_averages_within_each_cluster():
+    probs = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.2, 0.8]])
+    out = cluster_mean(probs, torch.tensor([0, 0, 1]))
+    assert torch.allclose(out, torch.tensor([[0.5, 0.5], [0.5, 0.5], [0.2, 0.8]]))
+
+
+def test_gaussian_blur_keeps_constants_and_mass():
+    x = torch.full((1, 2, 12, 12), 0.3)
+    assert torch.allclose(gaussian_blur(x, 2.0), x, atol=1e-6)             # normalised kernel
+    spike = torch.zeros(1, 1, 15, 15)
+    spike[0, 0, 7, 7] = 1.0
+    out = gaussian_blur(spike, 1.0)
+    assert out.sum().item() == pytest.approx(1.0, abs=1e-5) and out[0, 0, 7, 7] < 0.2
+    assert torch.allclose(out, out.flip(-1)) and torch.allclose(out, out.transpose(-1, -2))
+
+
+def test_shape_augment_reshapes_printed_digits_reproducibly():
+    bitmaps, _ = cyclegan.printed_domain(8, 0, size=32)                    # (8, 1, 32, 32)
+    out = shape_augment(bitmaps, torch.Generator().manual_seed(0))
+    assert out.shape == (8, 1, 8, 8) and out.min() >= 0 and out.max() <= 1
+    assert torch.equal(out, shape_augment(bitmaps, torch.Generator().manual_seed(0)))
+    plain = F.avg_pool2d(bitmaps, 4)
+    assert (out - plain).abs().mean() > 0.02, "the shapes were not changed"
+    assert (out.sum((1, 2, 3)) / plain.sum((1, 2, 3))).sub(1).abs().max() < 0.6   # still the digit's ink
+    assert shape_augment(torch.zeros(2, 1, 32, 32), torch.Generator()).abs().max() == 0
+
+
+def test_train_classifier_needs_data():
+    with pytest.raises(ValueError, match="needs"):
+        train_classifier(0, 1)

@@ -17,24 +17,31 @@ invertible, and a permutation of the digits would be invertible too (measured: p
 keeps no more digits than the untranslated images do, see the docs). CyCADA (Hoffman et al.,
 2018, eq. 4) adds a semantic-consistency loss with a classifier f_S trained on the *source*
 domain only (printed digits, labelled because we render them) and then frozen:
+CE(f_S(G(a)), argmax f_S(a)) + CE(f_S(F(b)), argmax f_S(b)): a translation must not change the
+digit. On b, f_S's reading is only a pseudo-label: no handwritten label is used anywhere in
+training. `semantic_weight` scales it; 0 is plain CycleGAN. Read by f_S, though, the G(a) term
+rewards keeping the printed *shape* (f_S has seen no other): measured, f_S read 99 % of the
+translations as the printed digit, a classifier of real handwritten digits 60 %. So G(a) is read
+by a classifier of the target domain instead, f_T (CyCADA's target task model), learned with
+pseudo-labels on the unlabelled handwritten images and rebuilt once from the translations,
+after `adapt_refresh_at` of the steps (`cyclegan_adapt`):
 
-    L_sem(G, F) = CE(f_S(G(a)), argmax f_S(a)) + CE(f_S(F(b)), argmax f_S(b))
+    L_sem(G, F) = CE(f_T(G(a)), argmax f_S(a)) + CE(f_S(F(b)), argmax f_S(b))
 
-A translation must not change what f_S reads, in either direction (on b, f_S's reading is only a
-pseudo-label: no handwritten label is used anywhere in training). `semantic_weight` scales it;
-0 is plain CycleGAN. That the digit's identity survives is the result this recipe measures, with
-a classifier per domain that the loop never sees (`cyclegan_eval`).
+That the digit's identity survives is the result this recipe measures, with a classifier per
+domain that the loop never sees (`cyclegan_eval`).
 
 The paper's training details, at 8x8 scale: a ResNet generator (Johnson et al., 2016) with
-instance norm and reflection padding, a PatchGAN discriminator, lambda = 10, lambda_id = 0.5,
-Adam (lr 2e-4, beta1 0.5), the learning rate constant for the first half and then decayed
-linearly to zero, and D trained on a pool of the 50 last generated images (Shrivastava et al.,
-2017) rather than only the newest ones, which damps oscillation.
+instance norm and reflection padding, a PatchGAN discriminator, lambda = 10 (3 here),
+lambda_id = 0.5 (0 here), Adam (lr 2e-4, beta1 0.5), the learning rate constant for the
+first half and then decayed linearly to zero, and D trained on a pool of the 50 last generated
+images (Shrivastava et al., 2017) rather than only the newest ones, which damps oscillation.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -51,7 +58,12 @@ from aiforge.core.progress import progress
 from aiforge.core.seeding import rng_state, set_rng_state
 from aiforge.data.digits import digits_splits
 from aiforge.data.printed_digits import render_printed_digits
-from aiforge.generative.cyclegan_eval import evaluate_translation, train_printed_classifier
+from aiforge.generative.cyclegan_adapt import TargetSide
+from aiforge.generative.cyclegan_eval import (
+    accuracy,
+    evaluate_translation,
+    train_printed_classifier,
+)
 from aiforge.generative.data import save_grid
 
 Direction = Literal["printed_to_handwritten", "handwritten_to_printed"]
@@ -82,14 +94,32 @@ class CycleGANConfig(RecipeConfig):
     layout); false keeps 8x8 throughout."""
     disc_width: int = Field(16, ge=4, le=256)
     """Channels of the discriminators' first layer."""
-    lambda_cycle: float = Field(10.0, ge=0)
-    """Weight of the cycle-consistency loss (Zhu et al.: 10)."""
-    lambda_identity: float = Field(0.5, ge=0)
-    """Weight of the identity loss, as a multiple of lambda_cycle (Zhu et al.: 0.5)."""
-    semantic_weight: float = Field(1.0, ge=0)
-    """Weight of CyCADA's semantic-consistency loss (Hoffman et al., 2018): a frozen classifier
-    trained on the printed digits' labels must read G(a) as it reads a, and F(b) as it reads b.
+    lambda_cycle: float = Field(3.0, ge=0)
+    """Weight of the cycle-consistency loss (Zhu et al.: 10; 3 here leaves the generator room
+    to redraw a printed shape the way people write it: see the docs)."""
+    lambda_identity: float = Field(0.0, ge=0)
+    """Weight of the identity loss, as a multiple of lambda_cycle (Zhu et al.: 0.5; 0 here, as
+    it too asks the generators to keep shapes)."""
+    semantic_weight: float = Field(3.0, ge=0)
+    """Weight of CyCADA's semantic-consistency loss (Hoffman et al., 2018): G(a) must be read as
+    the digit f_S (trained on the printed digits' labels) reads in a, F(b) as f_S reads b.
     0 is plain CycleGAN (no label of any kind in training)."""
+    semantic_target: Literal["adapted", "source"] = "adapted"
+    """Who reads G(a) in the semantic loss: "adapted", a handwritten-digit classifier f_T
+    learned from unlabelled handwritten images with pseudo-labels (`cyclegan_adapt`); "source",
+    f_S itself, as in CyCADA's eq. 4 (it rewards keeping printed shapes: see the docs). F(b) is
+    always read by f_S."""
+    adapt_refresh_at: float = Field(0.4, ge=0, lt=1)
+    """Share of the steps after which f_T is rebuilt, once, from the translations (classifiers
+    trained on G(a) with the printed labels make its pseudo-labels); 0 keeps the first f_T.
+    Once: rebuilt every 1,000 steps, f_T drifted with the generator it grades (see the docs)."""
+    adapt_ensemble: int = Field(3, ge=1, le=10)
+    """Classifiers (of shape-augmented printed digits, later of translations) whose mean
+    probabilities make f_T's pseudo-labels."""
+    adapt_clusters: int = Field(20, ge=10, le=200)
+    """k-means clusters of the handwritten images; probabilities are averaged over each."""
+    adapt_epochs: int = Field(8, ge=1, le=100)
+    """Passes over the printed (or translated) digits per classifier of the ensemble."""
     pool_size: int = Field(50, ge=0)
     """Generated images kept for the discriminators' history; 0 uses only the newest."""
     printed_images: int = Field(3000, ge=10)
@@ -98,10 +128,11 @@ class CycleGANConfig(RecipeConfig):
     """Save a resumable checkpoint every this many steps."""
 
 
-def printed_domain(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def printed_domain(n: int, seed: int, size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     """Domain A: n printed digits (n, 1, 8, 8) and their labels, size-normalised like the
-    handwritten ones, so that the two domains differ in style (fonts vs. pens), not in scale."""
-    return render_printed_digits(n, seed, normalize_size=True)
+    handwritten ones, so that the two domains differ in style (fonts vs. pens), not in scale.
+    size=32 gives the bitmaps the 8x8 images are the 4x4 block means of."""
+    return render_printed_digits(n, seed, size=size, normalize_size=True)
 
 
 # --- networks ---------------------------------------------------------------------------------
@@ -246,12 +277,14 @@ def lr_factor(step: int, steps: int, decay_start: float) -> float:
     return max(0.0, (steps - step) / max(1, steps - start))
 
 
-def semantic_loss(classifier: nn.Module, source: torch.Tensor, translated: torch.Tensor) -> torch.Tensor:
+def semantic_loss(classifier: nn.Module, source: torch.Tensor, translated: torch.Tensor,
+                  reader: nn.Module | None = None) -> torch.Tensor:
     """CyCADA's semantic consistency (Hoffman et al., 2018, eq. 4), one direction: cross-entropy
-    of the frozen classifier on the translation against its own reading of the source, as a hard
-    pseudo-label. Images (B, 1, 8, 8) in [-1, 1]; the classifier reads [0, 1]."""
+    of the frozen classifier on the translation against the reading of the source, as a hard
+    pseudo-label, by `reader` (default: the same classifier). Images (B, 1, 8, 8) in [-1, 1];
+    the classifiers read [0, 1]."""
     with torch.no_grad():
-        target = classifier((source + 1) / 2).argmax(1)                   # (B,)
+        target = (reader or classifier)((source + 1) / 2).argmax(1)      # (B,)
     return F.cross_entropy(classifier((translated + 1) / 2), target)      # grad flows to G only
 
 
@@ -263,16 +296,25 @@ def _d_loss(disc: PatchDiscriminator, real: torch.Tensor, fake: torch.Tensor) ->
 
 # --- the training loop ------------------------------------------------------------------------------
 
+Refresh = Callable[[GeneratorPair], nn.Module]
+
+
 def fit_cyclegan(cfg: CycleGANConfig, ctx: RunContext, printed: torch.Tensor, handwritten: torch.Tensor,
-                 classifier: nn.Module | None = None) -> tuple[GeneratorPair, list[dict[str, float]]]:
-    """Train on two unpaired image sets (N, 1, 8, 8) and (M, 1, 8, 8) in [0, 1] (no labels);
-    `classifier`, a frozen printed-digit classifier, adds the semantic loss when
-    `semantic_weight` > 0. Checkpoint every `checkpoint_every` steps, resume from
-    `ctx.checkpoint_dir`."""
+                 classifier: nn.Module | None = None, target_classifier: nn.Module | None = None,
+                 refresh: Refresh | None = None) -> tuple[GeneratorPair, list[dict[str, float]]]:
+    """Train on two unpaired image sets (N, 1, 8, 8) and (M, 1, 8, 8) in [0, 1] (no labels).
+    With `semantic_weight` > 0, `classifier` (f_S, frozen, of printed digits) labels the
+    sources and reads F(b); `target_classifier` (f_T, of handwritten digits) reads G(a), or f_S
+    does when it is None. After `adapt_refresh_at` of the steps, `refresh(generators)` replaces
+    f_T.
+    Checkpoint every `checkpoint_every` steps (f_T included), resume from `ctx.checkpoint_dir`."""
     if cfg.semantic_weight > 0 and classifier is None:
         raise ValueError("semantic_weight > 0 needs the source classifier f_S")
-    if classifier is not None:
-        classifier.eval().requires_grad_(False)                         # frozen, no dropout
+    if refresh is not None and target_classifier is None:
+        raise ValueError("refresh replaces the target classifier f_T: pass the first one")
+    for net in (classifier, target_classifier):
+        if net is not None:
+            net.eval().requires_grad_(False)                            # frozen, no dropout
     real_a, real_b = 2 * printed - 1, 2 * handwritten - 1          # [-1, 1], like tanh
     gens, discs = build_model(cfg), DiscriminatorPair(cfg.disc_width)
     g_opt = torch.optim.Adam(gens.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
@@ -287,8 +329,11 @@ def fit_cyclegan(cfg: CycleGANConfig, ctx: RunContext, printed: torch.Tensor, ha
         d_opt.load_state_dict(ckpt.state["d_opt"])
         pool_a = ImagePool(cfg.pool_size, ckpt.state["pool_printed"])
         pool_b = ImagePool(cfg.pool_size, ckpt.state["pool_handwritten"])
+        if target_classifier is not None:                               # the f_T of that step
+            target_classifier.load_state_dict(ckpt.state["target_classifier"])
         set_rng_state(ckpt.state["rng_tensors"], ckpt.state["rng_plain"])
         history, start = ckpt.state["history"], ckpt.step
+    f_t = target_classifier if target_classifier is not None else classifier
     lam, lam_id = cfg.lambda_cycle, cfg.lambda_identity * cfg.lambda_cycle
 
     keys = ("d_loss", "g_gan", "cycle", "identity", "semantic")
@@ -315,7 +360,8 @@ def fit_cyclegan(cfg: CycleGANConfig, ctx: RunContext, printed: torch.Tensor, ha
             semantic = torch.zeros(())
             if cfg.semantic_weight > 0:
                 assert classifier is not None
-                semantic = semantic_loss(classifier, a, fake_b) + semantic_loss(classifier, b, fake_a)
+                assert f_t is not None
+                semantic = semantic_loss(f_t, a, fake_b, reader=classifier) + semantic_loss(classifier, b, fake_a)
             g_loss = g_gan + lam * cycle + lam_id * identity + cfg.semantic_weight * semantic
             g_opt.zero_grad(set_to_none=True)
             g_loss.backward()
@@ -337,13 +383,18 @@ def fit_cyclegan(cfg: CycleGANConfig, ctx: RunContext, printed: torch.Tensor, ha
                 ctx.log_metrics({k: v for k, v in row.items() if k != "step"}, step=step)
                 sums = dict.fromkeys(keys, 0.0)
                 bars.update(task, info=f"D {row['d_loss']:.3f} cyc {row['cycle']:.3f}")
+            if refresh is not None and step == int(cfg.adapt_refresh_at * cfg.steps):
+                assert target_classifier is not None   # f_T is updated in place: a checkpoint holds it
+                target_classifier.load_state_dict(refresh(gens).state_dict())
+                gens.train()                                            # refresh translated in eval mode
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 tensors, plain = rng_state()
+                extra = {} if target_classifier is None else {"target_classifier": target_classifier.state_dict()}
                 save_checkpoint(ctx.checkpoint_dir, step, gens,
                                 {"discriminators": discs.state_dict(), "g_opt": g_opt.state_dict(),
                                  "d_opt": d_opt.state_dict(), "pool_printed": pool_a.state(),
                                  "pool_handwritten": pool_b.state(), "rng_tensors": tensors,
-                                 "rng_plain": plain, "history": history},
+                                 "rng_plain": plain, "history": history, **extra},
                                 ctx.config.model_dump(mode="json"))
             bars.update(task, advance=1)
     return gens.eval(), history
@@ -405,12 +456,24 @@ def _curves(history: list[dict[str, float]], path: Path) -> None:
 
 
 def train(cfg: CycleGANConfig, ctx: RunContext) -> dict[str, float]:
-    printed_x, printed_y = printed_domain(cfg.printed_images, PRINTED_TRAIN_SEED)
+    printed_bitmaps, printed_y = printed_domain(cfg.printed_images, PRINTED_TRAIN_SEED, size=32)
+    printed_x = F.avg_pool2d(printed_bitmaps, 4)                          # (N, 1, 8, 8)
     splits = digits_splits()
     started = time.perf_counter()
-    # f_S sees the printed digits' labels (source labels, CyCADA); the loop sees images only
+    # f_S sees the printed digits' labels (source labels, CyCADA), f_T pseudo-labels it made
+    # itself on handwritten images; the loop sees images only
     f_s = train_printed_classifier(printed_x, printed_y, SEMANTIC_CLASSIFIER_SEED) if cfg.semantic_weight > 0 else None
-    pair, history = fit_cyclegan(cfg, ctx, printed_x, splits["train"].x, f_s)
+    target = None
+    if cfg.semantic_weight > 0 and cfg.semantic_target == "adapted":
+        target = TargetSide(printed_bitmaps, printed_y, splits["train"].x, seed=cfg.seed,
+                            ensemble=cfg.adapt_ensemble, clusters=cfg.adapt_clusters, epochs=cfg.adapt_epochs)
+
+    def refresh(pair: GeneratorPair) -> nn.Module:      # f_T from the current translations G(a)
+        assert target is not None
+        return target.rebuild(translate(pair, printed_x, "printed_to_handwritten"))
+
+    pair, history = fit_cyclegan(cfg, ctx, printed_x, splits["train"].x, f_s,
+                                 target.classifier if target else None, refresh if target else None)
     train_seconds = time.perf_counter() - started
     ctx.save_model(pair)
 
@@ -422,6 +485,10 @@ def train(cfg: CycleGANConfig, ctx: RunContext) -> dict[str, float]:
         printed_train=(printed_x, printed_y), printed_test=test_printed,
         handwritten_test=(splits["test"].x, splits["test"].y))
     metrics["train_seconds"] = train_seconds
+    if target is not None:   # diagnosis only, after training: how good f_T and its labels were
+        metrics["target_classifier_accuracy"] = accuracy(target.classifier, splits["test"].x, splits["test"].y)
+        for name, labels in (("first", target.labels[0]), ("last", target.labels[-1])):
+            metrics[f"pseudo_label_accuracy_{name}"] = float((labels == splits["train"].y).float().mean())
 
     _translation_grid(pair, test_printed[0][:20], "printed_to_handwritten",   # labels 0..9 twice
                       ctx.figure_path("printed_to_handwritten.png"),
@@ -448,6 +515,7 @@ RECIPE = register(Recipe(
     # fd_gain 0, an untrained generator's noise a negative one) without losing the digits
     quick_bar=Bar("identity_kept_p2h", ">=", 0.5, also=(Bar("fd_gain", ">=", 40.0),)),
     budget_s=1200,
-    quick={"steps": 400, "printed_images": 1000},
+    # quick: one printed classifier makes f_T's labels, never renewed
+    quick={"steps": 400, "printed_images": 1000, "adapt_ensemble": 1, "adapt_epochs": 4, "adapt_refresh_at": 0},
     build_model=build_model,
 ))
