@@ -1,12 +1,13 @@
 """Step 1, Transformers: BERT-style masked-language pre-training, then fine-tuning to classify.
 
 1. Pre-train the encoder (aiforge.sequence.bert_model) with masked-language modelling
-   (aiforge.sequence.masking: 15% of tokens selected, 80/10/10) on the same corpus as
-   sequence.gpt, the Python standard library's top-level modules. Tokens are byte-level BPE
+   (aiforge.sequence.masking: 40% of tokens selected, 80/10/10; no dropout) on the same corpus
+   as sequence.gpt, the Python standard library's top-level modules, plus the labelled
+   packages' training code read as plain text, without labels. Tokens are byte-level BPE
    subwords (aiforge.sequence.bpe, learned on the training split) or single characters.
 2. Fine-tune it on a small labelled set: which stdlib package (asyncio, email, tkinter or
-   unittest) a snippet of source comes from (aiforge.sequence.bert_data; packages never seen
-   in step 1).
+   unittest) a snippet of source comes from (aiforge.sequence.bert_data; the test regions of
+   the packages are never read in step 1).
 3. Train the same encoder, same initialisation, same data order and same fine-tuning recipe,
    from scratch on the same labelled set.
 
