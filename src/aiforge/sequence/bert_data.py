@@ -3,8 +3,8 @@ source comes from.
 
 The snippets come from the `.py` files of a few stdlib *packages* (asyncio, email, http, ...,
 test folders left out). The MLM pre-training corpus (aiforge.data.text_corpus) is made of the
-stdlib's *top-level* modules, so no snippet is ever seen during pre-training: the encoder has
-to transfer what it learned about Python and English to modules it has not read.
+stdlib's *top-level* modules; with `task_text` (sequence.bert's default) pre-training also
+reads the packages' training region as plain text (`unlabelled_text`), never their test region.
 
 A snippet is a run of consecutive source lines packed greedily up to `max_chars` characters
 (a longer line is cut), so lengths vary and batches need padding. Within each package the
