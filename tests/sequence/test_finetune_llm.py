@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import torch
 
-from aiforge.core import InputError, Result, run_recipe
+from aiforge.core import InputError, Result, load_model, run_recipe
 from aiforge.core.checkpoint import CheckpointError, latest_checkpoint
 from aiforge.data.instructions import (
     MAX_RESPONSE_CHARS,
@@ -199,6 +199,10 @@ def test_adapter_saves_and_reloads(lora_run: tuple[Result, Path], data_file: Pat
     assert math.exp(nll / count) == pytest.approx(result.metrics["tuned_ppl"], rel=1e-4)
     reply = generate_reply(out, test[0].prompt, max_tokens=12)
     assert reply == "".join(stream_reply(model, tokenizer, test[0].prompt, 12))
+    # core.load_model rebuilds the same merged model through the recipe's own loader
+    ids = torch.tensor([tokenizer(test[0].prompt)["input_ids"]])
+    with torch.no_grad():
+        assert torch.equal(load_model(out)(ids).logits, model(ids).logits)
 
 
 def test_same_seed_same_numbers(tiny_model: Path, data_file: Path, tmp_path: Path) -> None:

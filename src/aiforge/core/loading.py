@@ -48,6 +48,8 @@ def load_model(source: str | Path, device: str = "cpu") -> torch.nn.Module:
     folder = resolve_model_dir(source)
     meta = json.loads((folder / MODEL_META).read_text())
     recipe = get_recipe(meta["recipe"])
+    if recipe.load_model is not None:
+        return recipe.load_model(folder).to(device).eval()
     if recipe.build_model is None:
         raise InputError(f"recipe {recipe.name!r} saves no rebuildable model")
     model = recipe.build_model(recipe.config.from_dict(meta["config"]))

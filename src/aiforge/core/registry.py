@@ -7,6 +7,7 @@ import importlib
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
@@ -52,6 +53,7 @@ class Bar:
 
 TrainFn = Callable[[Any, "RunContext"], dict[str, float]]
 BuildFn = Callable[[Any], torch.nn.Module]
+LoadFn = Callable[["Path"], torch.nn.Module]
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,9 @@ class Recipe:
     budget_s: float
     quick: dict[str, Any] = field(default_factory=dict)
     build_model: BuildFn | None = None
+    load_model: LoadFn | None = None
+    """For a model that is not `build_model`'s weights (a LoRA adapter over a base model loaded
+    from its own source): rebuilds the model from the run's model folder."""
 
     def make_config(self, quick: bool, seed: int, overrides: dict[str, Any]) -> RecipeConfig:
         base = {**(self.quick if quick else {}), "seed": seed}

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from pydantic import Field, field_validator, model_validator
+from torch import nn
 
 from aiforge.core import Bar, Recipe, RecipeConfig, RunContext, register
 from aiforge.core.context import MODEL_DIR, MODEL_META
@@ -405,6 +406,14 @@ def train(cfg: FinetuneLLMConfig, ctx: RunContext) -> dict[str, float]:
     return metrics
 
 
+def load_merged(folder: Path) -> nn.Module:
+    """`core.load_model` for this recipe: the base with the run's LoRA update merged in."""
+    from aiforge.sequence.finetune_llm_chat import load_finetuned
+
+    model: nn.Module = load_finetuned(folder)[0]
+    return model
+
+
 RECIPE = register(Recipe(
     name=NAME,
     step="1",
@@ -423,4 +432,5 @@ RECIPE = register(Recipe(
     budget_s=600,
     quick={"model": TINY, "steps": 120, "batch_size": 16, "lr": 1e-2, "lora_r": 16,
            "answer_tokens": 16, "n_samples": 2, "rehearsal": 0.25, "rehearsal_tokens": 16},
+    load_model=load_merged,
 ))
