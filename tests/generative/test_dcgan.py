@@ -62,3 +62,20 @@ def test_quick_dcgan_clears_its_bar_with_every_class(tmp_path):
     a = dcgan.generate(model, 10, labels=labels, generator=torch.Generator().manual_seed(0))
     b = dcgan.generate(model, 10, labels=labels, generator=torch.Generator().manual_seed(0))
     assert torch.equal(a, b)
+
+
+def test_32x32_networks_are_the_deeper_dcgan_and_a_few_steps_train(tmp_path):
+    """Colour 32x32: G grows 4 -> 8 -> 16 -> 32, D's projection features stay 4 * width, and
+    the mode-seeking loop runs; the 8x8 digits keep their two-stage networks."""
+    g = dcgan.Generator(8, 8, channels=3, size=32, classes=4)
+    d = dcgan.Discriminator(8, channels=3, size=32, classes=4)
+    assert g.net[1].unflattened_size == (32, 4, 4) and d.label_emb.weight.shape == (4, 32)
+    images = g(torch.randn(6, 8), torch.tensor([0, 1, 2, 3, 0, 1]))
+    assert images.shape == (6, 3, 32, 32) and d(images, torch.zeros(6, dtype=torch.long)).shape == (6,)
+    assert not dcgan.deep(8) and dcgan.Generator(8, 8).net[1].unflattened_size == (32, 2, 2)
+    cfg = dcgan.DCGANConfig(dataset="shapes", steps=3, width=8, latent_dim=8, n_generate=400)
+    assert dcgan.mode_seeking_weight(cfg) == 1.0
+    assert dcgan.mode_seeking_weight(dcgan.DCGANConfig()) == 0.0
+    model = _train(cfg, tmp_path)
+    sample = dcgan.generate(model, 4, labels=torch.arange(4), generator=torch.Generator().manual_seed(0))
+    assert sample.shape == (4, 3, 32, 32)

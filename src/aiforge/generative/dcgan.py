@@ -15,8 +15,11 @@ The conditional variant (Mirza & Osindero, 2014) feeds G a learned label embeddi
 and gives D a projection term (Miyato & Koyama, 2018, eq. 3): D(x, y) = psi(phi(x)) +
 <embed(y), phi(x)>, which scores how well x matches y rather than only how real it looks.
 
-`dataset=shapes` (32x32 colour) or `dataset=imagefolder` (a user's folder) trains the same
-networks at that size and channel count (`generative.datasets`); the bars are the digits'.
+`dataset=shapes` (32x32 colour) or `dataset=imagefolder` (a user's folder) trains at that
+size and channel count (`generative.datasets`); the bars are the digits'. Images of 16, 32 or
+64 pixels get deeper networks (`deep`): DCGAN's three up- and down-samplings, a spectrally
+normalised discriminator with a minibatch-spread channel and global sum pooling, and the
+mode-seeking loss; the two-stage 8x8 networks collapsed there (one image per class).
 """
 
 from __future__ import annotations
@@ -57,32 +60,65 @@ class DCGANConfig(ImageDataConfig):
     """Channels of D's first layer and G's last hidden layer."""
     conditional: bool = True
     """Condition G and D on the digit class (projection discriminator)."""
+    mode_seeking: float | None = Field(None, ge=0)
+    """Weight of the mode-seeking term (Mao et al., 2019, eq. 3) in the generator's loss; None: 1 for the deeper networks of 16+ pixel images, 0 at 8x8 (the digits were
+    measured without it). Without it the 32x32 generator ignored z: one image per class."""
     checkpoint_every: int = Field(1000, ge=1)
     """Save a resumable checkpoint every this many steps."""
     n_generate: int = Field(890, ge=178)
     """Images generated for digits-FD and class coverage (5 chunks of the reference size)."""
 
 
+def deep(size: int) -> bool:
+    """Whether images of this side get the deeper, DCGAN-paper networks (`_deep_generator`,
+    `_deep_features`): every multiple of 8 from 16 up. The 8x8 digits (and sizes that are not a
+    multiple of 8) keep the two-stage networks their bars were measured with."""
+    return size >= 16 and size % 8 == 0
+
+
+def _small_generator(in_dim: int, w: int, size: int, channels: int) -> nn.Sequential:
+    """(size/4)^2 map -> two stride-2 transposed convs -> 3x3 conv: the digits' generator."""
+    s = size // 4
+    return nn.Sequential(
+        nn.Linear(in_dim, 4 * w * s * s, bias=False), nn.Unflatten(1, (4 * w, s, s)),
+        nn.BatchNorm2d(4 * w), nn.ReLU(),
+        nn.ConvTranspose2d(4 * w, 2 * w, 4, stride=2, padding=1, bias=False),  # s -> 2s
+        nn.BatchNorm2d(2 * w), nn.ReLU(),
+        nn.ConvTranspose2d(2 * w, w, 4, stride=2, padding=1, bias=False),      # 2s -> 4s
+        nn.BatchNorm2d(w), nn.ReLU(),
+        nn.Conv2d(w, channels, 3, padding=1), nn.Tanh(),
+    )
+
+
+def _deep_generator(in_dim: int, w: int, size: int, channels: int) -> nn.Sequential:
+    """DCGAN's generator (Radford et al., 2016, fig. 1, at 32x32 as their CIFAR-10 nets):
+    a (size/8)^2 map (4x4 at 32x32) and three stride-2 transposed convs 4 -> 8 -> 16 -> 32,
+    the last one writing the image, so every pixel comes from a learned up-sampling."""
+    s = size // 8
+    return nn.Sequential(
+        nn.Linear(in_dim, 4 * w * s * s, bias=False), nn.Unflatten(1, (4 * w, s, s)),
+        nn.BatchNorm2d(4 * w), nn.ReLU(),                                       # (B, 4w, 4, 4)
+        nn.ConvTranspose2d(4 * w, 2 * w, 4, stride=2, padding=1, bias=False),  # -> (B, 2w, 8, 8)
+        nn.BatchNorm2d(2 * w), nn.ReLU(),
+        nn.ConvTranspose2d(2 * w, w, 4, stride=2, padding=1, bias=False),      # -> (B, w, 16, 16)
+        nn.BatchNorm2d(w), nn.ReLU(),
+        nn.ConvTranspose2d(w, channels, 4, stride=2, padding=1), nn.Tanh(),   # -> (B, C, 32, 32)
+    )
+
+
 class Generator(nn.Module):
-    """z (and a label) -> linear -> (size/4)^2 map -> two stride-2 transposed convs -> image.
-    At the digits' 8x8 the map starts at 2x2; for 32x32 colour images at 8x8."""
+    """z (and a label) -> linear -> map -> stride-2 transposed convs -> image in [-1, 1].
+    At the digits' 8x8 the map starts at 2x2 and grows twice (`_small_generator`); at 16, 32
+    or 64 pixels it starts at size/8 and grows three times (`_deep_generator`)."""
 
     def __init__(self, latent_dim: int = 32, width: int = 64, conditional: bool = True, *,
                  channels: int = 1, size: int = 8, classes: int = CLASSES) -> None:
         super().__init__()
-        w, s = width, size // 4
         self.latent_dim, self.conditional = latent_dim, conditional
         self.label_emb = nn.Embedding(classes, latent_dim) if conditional else None
         in_dim = 2 * latent_dim if conditional else latent_dim
-        self.net = nn.Sequential(
-            nn.Linear(in_dim, 4 * w * s * s, bias=False), nn.Unflatten(1, (4 * w, s, s)),
-            nn.BatchNorm2d(4 * w), nn.ReLU(),
-            nn.ConvTranspose2d(4 * w, 2 * w, 4, stride=2, padding=1, bias=False),  # s -> 2s
-            nn.BatchNorm2d(2 * w), nn.ReLU(),
-            nn.ConvTranspose2d(2 * w, w, 4, stride=2, padding=1, bias=False),      # 2s -> 4s
-            nn.BatchNorm2d(w), nn.ReLU(),
-            nn.Conv2d(w, channels, 3, padding=1), nn.Tanh(),
-        )
+        layers = _deep_generator if deep(size) else _small_generator
+        self.net = layers(in_dim, width, size, channels)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """z (B, latent_dim), labels y (B,) -> images (B, C, size, size) in [-1, 1]."""
@@ -93,21 +129,77 @@ class Generator(nn.Module):
         return self.net(z)
 
 
+def _small_features(channels: int, w: int) -> nn.Sequential:
+    """The digits' discriminator body: a 3x3 conv, then two stride-2 convs (s -> s/4)."""
+    return nn.Sequential(
+        nn.Conv2d(channels, w, 3, padding=1), nn.LeakyReLU(0.2),               # no BN here
+        nn.Conv2d(w, 2 * w, 4, stride=2, padding=1, bias=False),               # s -> s/2
+        nn.BatchNorm2d(2 * w), nn.LeakyReLU(0.2),
+        nn.Conv2d(2 * w, 4 * w, 4, stride=2, padding=1, bias=False),           # s/2 -> s/4
+        nn.BatchNorm2d(4 * w), nn.LeakyReLU(0.2), nn.Flatten(),
+    )
+
+
+def _deep_features(channels: int, w: int) -> nn.Sequential:
+    """DCGAN's discriminator body at 32x32 (Radford et al., 2016): three stride-2 4x4 convs,
+    32 -> 16 -> 8 -> 4, LeakyReLU(0.2), then global sum pooling, the phi(x) of the projection
+    discriminator (Miyato & Koyama, 2018). Two changes, each measured on the shapes:
+    - spectral norm on every weight instead of batch norm (Miyato et al., 2018): with batch
+      norm the generator drew per-pixel colour noise that D accepted (the shapes' textured
+      backgrounds are noisy too); with spectral norm it drew smooth colour fields.
+    - a minibatch standard deviation channel before the last conv (Karras et al., 2018,
+      section 3): even with spectral norm the generator ignored z and drew one image per
+      class. D sees a real and a generated batch separately, and this channel tells it how
+      much the images of a batch differ. Alone it raised the variety only a little; the
+      mode-seeking loss in `train` did the rest."""
+    sn = nn.utils.parametrizations.spectral_norm
+    return nn.Sequential(
+        sn(nn.Conv2d(channels, w, 4, stride=2, padding=1)), nn.LeakyReLU(0.2),  # (B, w, 16, 16)
+        sn(nn.Conv2d(w, 2 * w, 4, stride=2, padding=1)), nn.LeakyReLU(0.2),     # (B, 2w, 8, 8)
+        MinibatchStd(),                                                          # (B, 2w + 1, 8, 8)
+        sn(nn.Conv2d(2 * w + 1, 4 * w, 4, stride=2, padding=1)), nn.LeakyReLU(0.2),  # (B, 4w, 4, 4)
+        SumPool(),                                                               # (B, 4w)
+    )
+
+
+class MinibatchStd(nn.Module):
+    """(B, C, H, W) -> (B, C + 1, H, W): appends the batch's standard deviation, averaged over
+    channels and positions, as one constant channel (Karras et al., 2018, section 3)."""
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        spread = h.std(0, unbiased=False).mean()                  # scalar: variety of the batch
+        return torch.cat([h, spread.expand(h.shape[0], 1, *h.shape[2:])], dim=1)
+
+
+class SumPool(nn.Module):
+    """(B, C, H, W) -> (B, C): sum over positions (Miyato & Koyama's global sum pooling)."""
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h.sum((2, 3))
+
+
 class Discriminator(nn.Module):
+    """Image (and label) -> logit of "real". At 8x8 a linear score over the flattened
+    (size/4)^2 map (`_small_features`); at 16, 32 or 64 pixels the deeper DCGAN body with
+    global sum pooling (`_deep_features`), whose feature count (4w) does not grow with the
+    image, so neither does the projection term."""
+
     def __init__(self, width: int = 64, conditional: bool = True, *, channels: int = 1,
                  size: int = 8, classes: int = CLASSES) -> None:
         super().__init__()
-        w, flat = width, 4 * width * (size // 4) ** 2
-        self.features = nn.Sequential(
-            nn.Conv2d(channels, w, 3, padding=1), nn.LeakyReLU(0.2),               # no BN here
-            nn.Conv2d(w, 2 * w, 4, stride=2, padding=1, bias=False),               # s -> s/2
-            nn.BatchNorm2d(2 * w), nn.LeakyReLU(0.2),
-            nn.Conv2d(2 * w, 4 * w, 4, stride=2, padding=1, bias=False),           # s/2 -> s/4
-            nn.BatchNorm2d(4 * w), nn.LeakyReLU(0.2), nn.Flatten(),
-        )
+        w = width
+        if deep(size):
+            self.features, flat = _deep_features(channels, w), 4 * w
+        else:
+            self.features, flat = _small_features(channels, w), 4 * w * (size // 4) ** 2
         self.score = nn.Linear(flat, 1)
         self.label_emb = nn.Embedding(classes, flat) if conditional else None
-        if self.label_emb is not None and flat > PROJECTION_FEATURES:
+        if deep(size):
+            # spectral norm on psi and on the projection embedding too (Miyato & Koyama, 2018)
+            self.score = nn.utils.parametrizations.spectral_norm(self.score)
+            if self.label_emb is not None:
+                self.label_emb = nn.utils.parametrizations.spectral_norm(self.label_emb)
+        elif self.label_emb is not None and flat > PROJECTION_FEATURES:
             # The projection sums `flat` products, so with N(0, 1) embeddings its scale grows
             # as sqrt(flat): at 32x32 (4,096 features at width 16) the first D loss was about
             # 46 (17 with this scaling). Scale the embedding so the term starts as large as at
@@ -117,7 +209,7 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Images (B, C, size, size) in [-1, 1] -> logits (B,) of "real"."""
-        h = self.features(x)                                    # (B, 4w (size/4)^2)
+        h = self.features(x)                                    # (B, flat)
         logit = self.score(h).squeeze(1)
         if self.label_emb is not None and y is not None:
             logit = logit + (self.label_emb(y) * h).sum(1)      # projection term
@@ -151,6 +243,13 @@ def generate(model: Generator, n: int, *, labels: torch.Tensor | None,
     return images.clamp(0, 1)
 
 
+def mode_seeking_weight(cfg: DCGANConfig) -> float:
+    """The config's mode-seeking weight, or its default for the image size (None)."""
+    if cfg.mode_seeking is not None:
+        return cfg.mode_seeking
+    return 1.0 if deep(cfg.size) else 0.0
+
+
 def _curves(history: list[dict[str, float]], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.6))
     steps = [row["step"] for row in history]
@@ -165,11 +264,15 @@ def _curves(history: list[dict[str, float]], path: Path) -> None:
 
 
 def train(cfg: DCGANConfig, ctx: RunContext) -> dict[str, float]:
+    # augment.py imports this module, so its mode-seeking loss is imported here, not above
+    from aiforge.generative.augment import mode_seeking_loss
+
     data = load_image_set(cfg)
     real_x, real_y = 2 * data.train_x - 1, data.train_y         # [-1, 1], like tanh
     g_net = build_model(cfg)
     d_net = Discriminator(cfg.width, cfg.conditional, channels=cfg.channels, size=cfg.size,
                           classes=cfg.classes)
+    seek = mode_seeking_weight(cfg)
     g_opt = torch.optim.Adam(g_net.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     d_opt = torch.optim.Adam(d_net.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     history: list[dict[str, float]] = []
@@ -188,8 +291,14 @@ def train(cfg: DCGANConfig, ctx: RunContext) -> dict[str, float]:
         for step in range(start + 1, cfg.steps + 1):
             idx = torch.randint(0, len(real_y), (cfg.batch_size,))
             x, y = real_x[idx], real_y[idx]
-            fake_y = torch.randint(0, cfg.classes, (cfg.batch_size,))
-            fake = g_net(torch.randn(cfg.batch_size, cfg.latent_dim), fake_y if cfg.conditional else None)
+            if seek > 0:
+                half = torch.randint(0, cfg.classes, (cfg.batch_size // 2,))
+                fake_y = torch.cat([half, half])            # two z per label, paired by halves
+                z = torch.randn(len(fake_y), cfg.latent_dim)
+            else:                                           # the digits' stream, unchanged
+                fake_y = torch.randint(0, cfg.classes, (cfg.batch_size,))
+                z = torch.randn(cfg.batch_size, cfg.latent_dim)
+            fake = g_net(z, fake_y if cfg.conditional else None)
             cond_y = y if cfg.conditional else None
             fake_cond = fake_y if cfg.conditional else None
 
@@ -200,6 +309,8 @@ def train(cfg: DCGANConfig, ctx: RunContext) -> dict[str, float]:
             d_opt.step()
 
             g_loss = generator_loss(d_net(fake, fake_cond))
+            if seek > 0:
+                g_loss = g_loss + seek * mode_seeking_loss(fake, z)
             g_opt.zero_grad(set_to_none=True)
             g_loss.backward()
             g_opt.step()
