@@ -1,13 +1,16 @@
 """The UNet, the diffusion loss, guidance, the DDPM recipe and `aiforge sample`."""
 
 import math
+import shutil
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from aiforge.cli import app
-from aiforge.core import load_model, run_recipe
+from aiforge.core import RunContext, load_model, run_recipe
+from aiforge.core.checkpoint import latest_checkpoint
+from aiforge.core.seeding import seed_everything
 from aiforge.generative import ddpm
 from aiforge.generative.diffusion import make_schedule
 from aiforge.generative.unet import UNet, timestep_embedding
@@ -126,3 +129,33 @@ def test_config_rejects_more_ddim_steps_than_timesteps():
 
     with pytest.raises(ConfigError, match="exceeds timesteps"):
         get_recipe("generative.ddpm").make_config(False, 0, {"timesteps": "20", "sample_steps": "50"})
+
+
+def _train_tiny(out, resume=False):
+    cfg = ddpm.DDPMConfig(epochs=2, width=8, timesteps=20, sample_steps=5, n_generate=178,
+                          eval_ancestral=False)
+    seed_everything(cfg.seed, 1)
+    ctx = RunContext(recipe="generative.ddpm", out=out, config=cfg, quiet=True, resume=resume)
+    ddpm.train(cfg, ctx)
+    return load_model(out)
+
+
+def test_checkpoints_hold_the_average_and_a_resumed_run_saves_the_same_one(tmp_path):
+    straight = _train_tiny(tmp_path / "a")
+    ckpt = latest_checkpoint(tmp_path / "a" / "checkpoints")
+    wrapper = ddpm.EMATrained(ddpm.build_model(ddpm.DDPMConfig(width=8)), 0.999)
+    ckpt.load_weights(wrapper)
+    from aiforge.data.digits import digits_splits
+
+    steps_per_epoch = math.ceil(len(digits_splits()["train"].x) / 32)
+    assert int(wrapper.ema.updates) == ckpt.step * steps_per_epoch   # one per optimiser step
+    live, avg = wrapper.net.state_dict(), wrapper.ema.model.state_dict()
+    assert not torch.equal(live["out.2.weight"], avg["out.2.weight"])
+    for name, p in straight.state_dict().items():                 # the saved model is the average
+        assert torch.equal(p, avg[name]), name
+
+    first = tmp_path / "a" / "checkpoints" / "step-000001"
+    shutil.copytree(first, tmp_path / "b" / "checkpoints" / "step-000001")
+    resumed = _train_tiny(tmp_path / "b", resume=True)
+    for (name, p), (_, q) in zip(straight.state_dict().items(), resumed.state_dict().items(), strict=True):
+        assert torch.equal(p, q), name

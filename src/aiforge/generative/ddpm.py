@@ -18,6 +18,12 @@ on this small, briefly trained model the deterministic eta = 0 sampler leaves sp
 backgrounds and scores about twice the digits-FD. The schedule and the samplers live in
 `generative.diffusion`, the network in `generative.unet`. `dataset=shapes` or
 `dataset=imagefolder` trains on colour images (`generative.datasets`); the bars are the digits'.
+
+Sampling, evaluation and the saved model use an exponential moving average of the weights
+(DDPM appendix B; `generative.ema`), updated after every optimiser step, so that the last
+steps' jitter of the weights averages out. Here the learning rate already decays to 0, which
+calms the last steps by itself: on 3 seeds the average scored about the same as the plain
+weights (docs/step3-generative.md), and a constant rate with the average did no better.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from aiforge.generative.diffusion import (
     sample_ddim,
     sample_ddpm,
 )
+from aiforge.generative.ema import EMA
 from aiforge.generative.image_eval import anchor_metrics, fd_name, reference_size, score_generated
 from aiforge.generative.unet import UNet
 
@@ -66,6 +73,9 @@ class DDPMConfig(SupervisedConfig, ImageDataConfig):
     """Channels at 8x8; 4x4 and 2x2 have twice as many."""
     dropout: float = Field(0.1, ge=0, lt=1)
     """Dropout inside the residual blocks."""
+    ema_decay: float = Field(0.999, ge=0, lt=1)
+    """Decay of the moving average of the weights used to sample (warmed up as
+    min(decay, (1+n)/(10+n)) after n steps); 0 samples with the trained weights themselves."""
     p_uncond: float = Field(0.1, ge=0, le=1)
     """Probability of training on the "no label" token (classifier-free guidance)."""
     guidance: float = Field(1.25, ge=0)
@@ -91,6 +101,37 @@ def build_model(cfg: DDPMConfig) -> UNet:
     return UNet(cfg.width, cfg.classes, cfg.dropout, in_channels=cfg.channels)
 
 
+class EMATrained(nn.Module):
+    """The UNet being trained plus, when `decay` > 0, the moving average of its weights.
+
+    `fit` trains and checkpoints this wrapper whole, so every checkpoint (and the best-epoch
+    copy `fit` keeps) holds the average and its update count: a resumed run continues it
+    exactly. `sampler` is the network to evaluate, sample with and save.
+    """
+
+    def __init__(self, net: UNet, decay: float) -> None:
+        super().__init__()
+        self.net = net
+        self.ema = EMA(net, decay) if decay > 0 else None
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(x, t, y)                      # (B, C, H, W): training sees the live weights
+
+    @property
+    def classes(self) -> int:
+        return self.net.classes
+
+    @property
+    def sampler(self) -> UNet:
+        return self.net if self.ema is None else self.ema.model  # type: ignore[return-value]
+
+    def attach(self, optimizer: torch.optim.Optimizer) -> None:
+        """Update the average after each optimiser step (core.fit has no per-step callback)."""
+        if self.ema is not None:
+            ema, net = self.ema, self.net
+            optimizer.register_step_post_hook(lambda *_: ema.update(net))
+
+
 def to_model_scale(x: torch.Tensor) -> torch.Tensor:
     return 2 * x - 1                                    # [0, 1] -> [-1, 1]
 
@@ -99,7 +140,7 @@ def to_image_scale(x: torch.Tensor) -> torch.Tensor:
     return ((x + 1) / 2).clamp(0, 1)
 
 
-def diffusion_loss(model: UNet, schedule: NoiseSchedule, x0: torch.Tensor, y: torch.Tensor,
+def diffusion_loss(model: UNet | EMATrained, schedule: NoiseSchedule, x0: torch.Tensor, y: torch.Tensor,
                    p_uncond: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """The simple loss (DDPM eq. 14) of a batch x0 (B, C, H, W) in [-1, 1] with labels (B,)."""
     b, device = len(x0), x0.device
@@ -152,21 +193,24 @@ def train(cfg: DDPMConfig, ctx: RunContext) -> dict[str, float]:
     loader = DataLoader(TensorDataset(to_model_scale(data.train_x), data.train_y),
                         batch_size=cfg.batch_size, shuffle=True)
     val_x, val_y = to_model_scale(data.val_x), data.val_y
-    model = build_model(cfg)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    wrapper = EMATrained(build_model(cfg), cfg.ema_decay)
+    optimizer = torch.optim.AdamW(wrapper.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    wrapper.attach(optimizer)
 
     def loss_fn(model: nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
         return diffusion_loss(model, schedule, batch[0], batch[1], cfg.p_uncond)
 
-    def evaluate(model: nn.Module) -> dict[str, float]:
-        # the same t, noise and dropped labels every epoch: a comparable validation loss
-        g, device = torch.Generator().manual_seed(1), next(model.parameters()).device
-        loss = diffusion_loss(model, schedule, val_x.to(device), val_y.to(device), cfg.p_uncond, g)
+    def evaluate(_: nn.Module) -> dict[str, float]:
+        # the same t, noise and dropped labels every epoch: a comparable validation loss, of
+        # the averaged weights, so that the best epoch is the best network to sample with
+        g, device = torch.Generator().manual_seed(1), next(wrapper.parameters()).device
+        loss = diffusion_loss(wrapper.sampler, schedule, val_x.to(device), val_y.to(device),
+                              cfg.p_uncond, g)
         return {"val_loss": float(loss)}
 
-    result = fit(model, loader, loss_fn=loss_fn, evaluate=evaluate, cfg=cfg, ctx=ctx,
+    result = fit(wrapper, loader, loss_fn=loss_fn, evaluate=evaluate, cfg=cfg, ctx=ctx,
                  optimizer=optimizer, monitor="val_loss", mode="min")
-    model.eval()
+    model = wrapper.sampler.eval()                    # fit restored the best epoch, average included
     ctx.save_model(model)
     learning_curves(result.history, ctx.figure_path("learning_curves.png"), "generative.ddpm")
 
@@ -217,7 +261,10 @@ RECIPE = register(Recipe(
     summary="Class-conditional DDPM (UNet, cosine schedule) with DDIM sampling and guidance.",
     config=DDPMConfig,
     train=train,
-    bar=Bar("digits_fd", "<", 25.0),
+    # The issue's bar: the best digits-FD of all the recipes here, within 20 minutes. 17.1 is
+    # the lowest 3-seed mean of the others: the DCGAN's 18.0 / 13.0 / 20.5 on seeds 0 / 1 / 2
+    # (docs/step3-generative.md; the StyleGAN scored 17.5 on seed 0, the VAE about 127).
+    bar=Bar("digits_fd", "<", 17.1),
     quick_bar=Bar("digits_fd", "<", 120.0),
     budget_s=1200,
     quick={"epochs": 8, "timesteps": 200, "sample_steps": 20, "n_generate": 356,
