@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from aiforge.generative.evaluation import DigitsFeatureNet
+from aiforge.generative.evaluation import DigitsFeatureNet, train_digits_classifier
 
 BATCH, LR = 64, 3e-3
 TARGET_EPOCHS = 30  # f_T's passes over the ~1,200 pseudo-labelled handwritten images
@@ -92,31 +92,19 @@ def train_classifier(seed: int, epochs: int, printed: tuple[torch.Tensor, torch.
     given. Seeded and on one thread; the caller's RNG and thread count are left as they were."""
     if printed is None and pseudo is None:
         raise ValueError("train_classifier needs printed digits, pseudo-labelled ones, or both")
-    threads = torch.get_num_threads()
-    with torch.random.fork_rng(), torch.enable_grad():
-        torch.set_num_threads(1)
-        torch.manual_seed(seed)
-        generator = torch.Generator().manual_seed(seed)
-        net = DigitsFeatureNet()
-        opt = torch.optim.AdamW(net.parameters(), lr=LR, weight_decay=5e-4)
-        n = len(printed[1]) if printed is not None else len(pseudo[1])       # type: ignore[index]
-        batches = (n + BATCH - 1) // BATCH
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=epochs * batches)
-        net.train()
-        for _ in range(epochs):
-            for idx in torch.randperm(n, generator=generator).split(BATCH):
-                loss = torch.zeros(())
-                if printed is not None:
-                    loss = loss + F.cross_entropy(net(shape_augment(printed[0][idx], generator)), printed[1][idx])
-                if pseudo is not None:
-                    j = idx if printed is None else torch.randint(0, len(pseudo[1]), (BATCH,), generator=generator)
-                    loss = loss + F.cross_entropy(net(pseudo[0][j]), pseudo[1][j])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-    torch.set_num_threads(threads)
-    return net.eval()
+    generator = torch.Generator().manual_seed(seed)     # batch order, augmentation, pseudo draws
+
+    def batch_loss(net: DigitsFeatureNet, idx: torch.Tensor) -> torch.Tensor:
+        loss = torch.zeros(())
+        if printed is not None:
+            loss = loss + F.cross_entropy(net(shape_augment(printed[0][idx], generator)), printed[1][idx])
+        if pseudo is not None:
+            j = idx if printed is None else torch.randint(0, len(pseudo[1]), (BATCH,), generator=generator)
+            loss = loss + F.cross_entropy(net(pseudo[0][j]), pseudo[1][j])
+        return loss
+
+    n = len(printed[1]) if printed is not None else len(pseudo[1])           # type: ignore[index]
+    return train_digits_classifier(seed, n, epochs, BATCH, LR, batch_loss, generator)
 
 
 # --- step 2: pseudo-labels ----------------------------------------------------------------------------

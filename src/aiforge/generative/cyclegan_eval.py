@@ -24,7 +24,13 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from aiforge.generative.evaluation import DigitsFeatureNet, anchors, digits_fd, feature_net
+from aiforge.generative.evaluation import (
+    DigitsFeatureNet,
+    anchors,
+    digits_fd,
+    feature_net,
+    train_digits_classifier,
+)
 
 Translate = Callable[[torch.Tensor], torch.Tensor]
 Labelled = tuple[torch.Tensor, torch.Tensor]
@@ -35,25 +41,10 @@ def train_printed_classifier(x: torch.Tensor, y: torch.Tensor, seed: int = CLASS
     """The digits-FD architecture trained on printed digits (N, 1, 8, 8), seeded and on one
     thread so every run grades with the same network; the caller's RNG is left as it was.
     `cyclegan` trains its semantic-loss classifier f_S here too, with another seed."""
-    threads = torch.get_num_threads()
-    with torch.random.fork_rng(), torch.enable_grad():
-        torch.set_num_threads(1)
-        torch.manual_seed(seed)
-        net = DigitsFeatureNet()
-        opt = torch.optim.AdamW(net.parameters(), lr=CLASSIFIER_LR, weight_decay=5e-4)
-        batches = (len(y) + CLASSIFIER_BATCH - 1) // CLASSIFIER_BATCH
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=CLASSIFIER_LR,
-                                                    total_steps=CLASSIFIER_EPOCHS * batches)
-        net.train()
-        for _ in range(CLASSIFIER_EPOCHS):
-            for idx in torch.randperm(len(y)).split(CLASSIFIER_BATCH):
-                loss = F.cross_entropy(net(x[idx]), y[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-    torch.set_num_threads(threads)
-    return net.eval()
+    def batch_loss(net: DigitsFeatureNet, idx: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(net(x[idx]), y[idx])
+
+    return train_digits_classifier(seed, len(y), CLASSIFIER_EPOCHS, CLASSIFIER_BATCH, CLASSIFIER_LR, batch_loss)
 
 
 @torch.no_grad()

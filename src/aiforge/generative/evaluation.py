@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,32 +84,45 @@ def _shift(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(b)])
 
 
-def train_feature_net() -> DigitsFeatureNet:
-    """Train the feature extractor on the digits' train split: seeded and on one thread (the
-    thread count changes the order of float sums, hence the weights), so every machine gets
-    the same network; the caller's RNG state and thread count are left as they were."""
-    data = digits_splits()["train"]
+BatchLoss = Callable[[DigitsFeatureNet, torch.Tensor], torch.Tensor]
+"""(network, indices of one batch) -> the loss of that batch."""
+
+
+def train_digits_classifier(seed: int, n: int, epochs: int, batch: int, lr: float, batch_loss: BatchLoss,
+                            generator: torch.Generator | None = None) -> DigitsFeatureNet:
+    """A DigitsFeatureNet trained seeded and on one thread (the thread count changes the order
+    of float sums, hence the weights), so every machine gets the same network: AdamW with a
+    one-cycle schedule, `epochs` passes over the indices 0..n-1 in batches, shuffled by
+    `generator` (None: torch's global RNG, seeded here). The caller's RNG state and thread
+    count are left as they were; grads are on even when the caller is under no_grad."""
     threads = torch.get_num_threads()
-    with torch.random.fork_rng(), torch.enable_grad():  # callers may be under no_grad
+    with torch.random.fork_rng(), torch.enable_grad():
         torch.set_num_threads(1)
-        torch.manual_seed(_TRAIN_SEED)
-        generator = torch.Generator().manual_seed(_TRAIN_SEED)
+        torch.manual_seed(seed)
         net = DigitsFeatureNet()
-        opt = torch.optim.AdamW(net.parameters(), lr=_LR, weight_decay=5e-4)
-        steps = _EPOCHS * ((len(data.y) + _BATCH - 1) // _BATCH)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=_LR, total_steps=steps)
+        opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=5e-4)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * ((n + batch - 1) // batch))
         net.train()
-        for _ in range(_EPOCHS):
-            order = torch.randperm(len(data.y), generator=generator)
-            for start in range(0, len(order), _BATCH):
-                idx = order[start:start + _BATCH]
-                loss = F.cross_entropy(net(_shift(data.x[idx], generator)), data.y[idx])
+        for _ in range(epochs):
+            for idx in torch.randperm(n, generator=generator).split(batch):
+                loss = batch_loss(net, idx)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 sched.step()
     torch.set_num_threads(threads)
     return net.eval()
+
+
+def train_feature_net() -> DigitsFeatureNet:
+    """Train the feature extractor on the digits' train split, with one-pixel shifts."""
+    data = digits_splits()["train"]
+    generator = torch.Generator().manual_seed(_TRAIN_SEED)       # batch order and shifts
+
+    def batch_loss(net: DigitsFeatureNet, idx: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(net(_shift(data.x[idx], generator)), data.y[idx])
+
+    return train_digits_classifier(_TRAIN_SEED, len(data.y), _EPOCHS, _BATCH, _LR, batch_loss, generator)
 
 
 @functools.cache
