@@ -52,6 +52,7 @@ from aiforge.generative.dcgan import (
     discriminator_loss,
     generate,
     generator_loss,
+    mode_seeking_loss,
 )
 from aiforge.generative.evaluation import DigitsFeatureNet, features_and_labels, score_samples
 
@@ -139,16 +140,6 @@ def diff_augment(x: torch.Tensor, generator: torch.Generator | None = None) -> t
     ys, xs = torch.arange(h).view(1, h, 1), torch.arange(w).view(1, 1, w)
     keep = ((ys - cy).abs() > 1) | ((xs - cx).abs() > 1)                      # (B, h, w)
     return torch.where(keep.unsqueeze(1), shifted, torch.full_like(shifted, -1.0))
-
-
-def mode_seeking_loss(fake: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """Mao et al. (2019), eq. 3: images from two z of the same label should differ in
-    proportion to their z. Pairs are the two halves of the batch; the loss is the inverse of
-    the ratio of mean absolute differences, minimised by spreading the images apart."""
-    a, b = fake.chunk(2)                                                      # (B/2, 1, 8, 8)
-    za, zb = z.chunk(2)                                                       # (B/2, latent)
-    ratio = (a - b).abs().mean((1, 2, 3)) / (za - zb).abs().mean(1)           # (B/2,)
-    return 1.0 / (ratio.mean() + 1e-5)
 
 
 # --- the generator, trained on the labelled set only ----------------------------------------

@@ -231,6 +231,16 @@ def generator_loss(d_fake: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))
 
 
+def mode_seeking_loss(fake: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Mao et al. (2019), eq. 3: images from two z of the same label should differ in
+    proportion to their z. Pairs are the two halves of the batch; the loss is the inverse of
+    the ratio of mean absolute differences, minimised by spreading the images apart."""
+    a, b = fake.chunk(2)                                                      # (B/2, C, H, W)
+    za, zb = z.chunk(2)                                                       # (B/2, latent)
+    ratio = (a - b).abs().mean((1, 2, 3)) / (za - zb).abs().mean(1)           # (B/2,)
+    return 1.0 / (ratio.mean() + 1e-5)
+
+
 @torch.no_grad()
 def generate(model: Generator, n: int, *, labels: torch.Tensor | None,
              generator: torch.Generator) -> torch.Tensor:
@@ -264,8 +274,6 @@ def _curves(history: list[dict[str, float]], path: Path) -> None:
 
 
 def train(cfg: DCGANConfig, ctx: RunContext) -> dict[str, float]:
-    # augment.py imports this module, so its mode-seeking loss is imported here, not above
-    from aiforge.generative.augment import mode_seeking_loss
 
     data = load_image_set(cfg)
     real_x, real_y = 2 * data.train_x - 1, data.train_y         # [-1, 1], like tanh
