@@ -54,7 +54,12 @@ from aiforge.generative.dcgan import (
     generator_loss,
     mode_seeking_loss,
 )
-from aiforge.generative.evaluation import DigitsFeatureNet, features_and_labels, score_samples
+from aiforge.generative.evaluation import (
+    DigitsFeatureNet,
+    features_and_labels,
+    random_shift,
+    score_samples,
+)
 
 CLASSES = 10
 
@@ -186,14 +191,6 @@ def train_gan(labelled: DigitsSplit, cfg: AugmentConfig, ctx: RunContext) -> Gen
 
 
 # --- the classifier, with and without synthetic images --------------------------------------
-
-def random_shift(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Classical augmentation of both arms: translate each image by up to one pixel."""
-    b, _, h, w = x.shape
-    padded = F.pad(x, [1, 1, 1, 1])
-    dy, dx = torch.randint(0, 3, (2, b), generator=generator).tolist()
-    return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(b)])
-
 
 def mixed_loss(logits: torch.Tensor, y: torch.Tensor, n_real: int, smoothing: float) -> torch.Tensor:
     """Cross-entropy averaged over the batch; rows from `n_real` on are synthetic and get

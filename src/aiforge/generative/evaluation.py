@@ -75,9 +75,9 @@ def cache_dir() -> Path:
     return Path(os.environ.get("AIFORGE_CACHE", "~/.cache/aiforge")).expanduser() / "generative"
 
 
-def _shift(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Translate each image by up to one pixel (zero fill): the classifier must not be fooled
-    by a generator that places a digit one pixel off."""
+def random_shift(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Translate each image (B, 1, H, W) by up to one pixel (zero fill), one offset per image:
+    a classifier must not be fooled by a generator that places a digit one pixel off."""
     b, _, h, w = x.shape
     padded = F.pad(x, [1, 1, 1, 1])
     dy, dx = torch.randint(0, 3, (2, b), generator=generator).tolist()
@@ -120,7 +120,7 @@ def train_feature_net() -> DigitsFeatureNet:
     generator = torch.Generator().manual_seed(_TRAIN_SEED)       # batch order and shifts
 
     def batch_loss(net: DigitsFeatureNet, idx: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(net(_shift(data.x[idx], generator)), data.y[idx])
+        return F.cross_entropy(net(random_shift(data.x[idx], generator)), data.y[idx])
 
     return train_digits_classifier(_TRAIN_SEED, len(data.y), _EPOCHS, _BATCH, _LR, batch_loss, generator)
 
