@@ -306,7 +306,9 @@ RECIPE = register(Recipe(
             "style mixing, truncation, R1) on the 8x8 digits.",
     config=StyleGANConfig,
     train=train,
-    bar=Bar("digits_fd", "<", 119.5),
+    # the bar: digits-FD below the DCGAN's, read as its 3-seed mean (17.1), the same
+    # reference generative.ddpm's bar uses; where it is missed the docs give the reason
+    bar=Bar("digits_fd", "<", 17.1),
     quick_bar=Bar("digits_fd", "<", 150.0),
     budget_s=600,
     quick={"steps": 600, "width": 32},
