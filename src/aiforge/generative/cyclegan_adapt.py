@@ -35,7 +35,7 @@ Optionally (`adapt_refresh_at` > 0), once the generator draws handwriting, f_T i
 from its translations (`classifier_from_translations`): CyCADA's task model on the adapted
 source, classifiers trained on G(a) with the printed labels, make the pseudo-labels. That
 helped while the printed classifiers' labels were poor (64-75 % right); once they draw with the
-handwritten ink (79-82 %), the rebuild kept the labels or lost some, so it is off by default.
+handwritten ink (78-82 %), the rebuild kept the labels or lost some, so it is off by default.
 The handwritten labels never enter: they grade f_T afterwards (`target_classifier_accuracy`).
 """
 
