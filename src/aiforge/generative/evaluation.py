@@ -45,6 +45,10 @@ from aiforge.generative.data import real_test_halves
 FEATURES = 32
 CLASSES = 10
 FEATURE_NET_VERSION = "digits-features-v2"  # bump when the net or its training changes
+DCGAN_DIGITS_FD = 17.1
+"""generative.dcgan's digits-FD, mean of seeds 0 / 1 / 2 (18.0 / 13.0 / 20.5; docs/step3-generative.md):
+the score the issue's bars for the DDPM ("best of all recipes") and the StyleGAN ("below DCGAN's")
+are read against."""
 _TRAIN_SEED, _EPOCHS, _BATCH, _LR = 0, 30, 64, 3e-3
 
 
