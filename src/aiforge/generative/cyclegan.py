@@ -478,7 +478,8 @@ def train(cfg: CycleGANConfig, ctx: RunContext) -> dict[str, float]:
         return target.rebuild(translate(pair, printed_x, "printed_to_handwritten"))
 
     pair, history = fit_cyclegan(cfg, ctx, printed_x, splits["train"].x, f_s,
-                                 target.classifier if target else None, refresh if target else None)
+                                 target.classifier if target else None,
+                                 refresh if target and cfg.adapt_refresh_at > 0 else None)
     train_seconds = time.perf_counter() - started
     ctx.save_model(pair)
 
