@@ -43,7 +43,9 @@ def test_run_writes_the_result_contract(tmp_path):
     result = invoke("run", "rl.value-iteration", "--quick", "--seed", "2", "--out", str(out), "--quiet", "--no-track")
     assert result.exit_code == 0, result.output
     record = json.loads((out / "result.json").read_text())
-    assert set(record) == {"recipe", "quick", "seed", "seconds", "metrics", "bar", "passed", "artifacts"}
+    assert set(record) == {"recipe", "quick", "seed", "seconds", "metrics", "bar", "passed", "artifacts",
+                           "segments"}
+    assert record["seconds"] == sum(record["segments"])
     assert record["recipe"] == "rl.value-iteration" and record["quick"] is True and record["seed"] == 2
     assert record["bar"] == {"metric": "success_rate_4x4", "op": ">=", "value": 0.6}
     assert record["passed"] is True

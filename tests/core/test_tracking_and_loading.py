@@ -59,7 +59,7 @@ def test_model_rebuilt_from_runs_and_models_uris(tracked_run):
 def test_saved_model_holds_no_pickle(tracked_run):
     out, _ = tracked_run
     files = sorted(p.name for p in (out / "model").iterdir())
-    assert files == ["aiforge-model.json", "model.safetensors"]
+    assert files == ["aiforge-model.json", "files.sha256.json", "model.safetensors"]
     meta = json.loads((out / "model" / "aiforge-model.json").read_text())
     assert meta["recipe"] == "vision.cnn-digits" and meta["config"]["epochs"] == 2
 

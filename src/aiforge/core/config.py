@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -33,6 +33,10 @@ class RecipeConfig(BaseModel):
 
     threads: int = Field(1, ge=1, le=256)
     """torch intra-op threads. 1 is steadiest on a 2-core machine for small models."""
+
+    length_fields: ClassVar[tuple[str, ...]] = ()
+    """The fields that say how long training runs (epochs, steps, timesteps). Only these may
+    change when a finished run is extended (`aiforge run --resume DIR --set epochs=N`)."""
 
     @classmethod
     def field_docs(cls) -> list[tuple[str, str, str, str]]:

@@ -5,6 +5,10 @@ weights. `load_model` takes a run folder, that model folder, or a tracking URI
 (`runs:/RUN_ID/model`, `models:/NAME@alias`, `models:/NAME/VERSION`), rebuilds the network
 from the recipe's `build_model(config)` and loads the weights. Nothing is unpickled and no
 training state is needed; serving, export and monitoring stand on this.
+
+Before anything in a model folder is read, its files are checked against the SHA-256 sums
+the run recorded (`model_files`); `load_predictor`, the serving path, refuses a folder
+without them.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -19,6 +24,8 @@ from safetensors.torch import load_model as load_safetensors
 
 from aiforge.core.context import MODEL_DIR, MODEL_META
 from aiforge.core.errors import InputError
+from aiforge.core.model_files import verify_model_files
+from aiforge.core.predictor import Predictor
 from aiforge.core.registry import get_recipe
 from aiforge.core.tracking import download_model_dir
 
@@ -46,6 +53,7 @@ def resolve_model_dir(source: str | Path, cache: Path | None = None) -> Path:
 def load_model(source: str | Path, device: str = "cpu") -> torch.nn.Module:
     """The trained model of a run, in eval mode."""
     folder = resolve_model_dir(source)
+    verify_model_files(folder, required=False)
     meta = json.loads((folder / MODEL_META).read_text())
     recipe = get_recipe(meta["recipe"])
     if recipe.load_model is not None:
@@ -64,3 +72,15 @@ def load_model_config(source: str | Path) -> dict[str, object]:
     """The saved `{recipe, config, ...}` record of a model folder."""
     meta: dict[str, object] = json.loads((resolve_model_dir(source) / MODEL_META).read_text())
     return meta
+
+
+def load_predictor(source: str | Path) -> Predictor[Any, Any]:
+    """The predictor of a run's trained model (see `aiforge.core.predictor`). The model
+    folder's files must match the checksums recorded when the run saved them."""
+    folder = resolve_model_dir(source)
+    verify_model_files(folder, required=True)
+    meta = json.loads((folder / MODEL_META).read_text())
+    recipe = get_recipe(meta["recipe"])
+    if recipe.predictor is None:
+        raise InputError(f"recipe {recipe.name!r} declares no predictor: it answers no requests")
+    return recipe.predictor(folder, meta)

@@ -17,6 +17,7 @@ from aiforge.core.errors import InputError
 
 if TYPE_CHECKING:
     from aiforge.core.context import RunContext
+    from aiforge.core.predictor import Predictor
 
 Op = Literal[">=", "<=", ">", "<"]
 _OPS: dict[str, Callable[[float, float], bool]] = {
@@ -54,6 +55,7 @@ class Bar:
 TrainFn = Callable[[Any, "RunContext"], dict[str, float]]
 BuildFn = Callable[[Any], torch.nn.Module]
 LoadFn = Callable[["Path"], torch.nn.Module]
+PredictorFn = Callable[["Path", dict[str, Any]], "Predictor[Any, Any]"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,12 @@ class Recipe:
     load_model: LoadFn | None = None
     """For a model that is not `build_model`'s weights (a LoRA adapter over a base model loaded
     from its own source): rebuilds the model from the run's model folder."""
+    predictor: PredictorFn | None = None
+    """How the trained model answers requests (`aiforge.core.predictor`): (verified model
+    folder, its saved record) -> a `Predictor`. None for a recipe that serves nothing."""
+    deterministic: bool = False
+    """The result does not depend on the seed (an exact computation): one measurement is the
+    whole result, and `aiforge bench` runs it once whatever `--seeds` says."""
 
     def make_config(self, quick: bool, seed: int, overrides: dict[str, Any]) -> RecipeConfig:
         base = {**(self.quick if quick else {}), "seed": seed}

@@ -20,6 +20,8 @@ class Result:
     bar: dict[str, Any]
     passed: bool
     artifacts: list[str] = field(default_factory=list)
+    segments: list[float] = field(default_factory=list)
+    """Training seconds of each sitting (a resumed run has several); `seconds` is their sum."""
 
     def save(self, directory: Path) -> Path:
         path = directory / "result.json"

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -33,6 +34,8 @@ EvalFn = Callable[[nn.Module], dict[str, float]]
 
 class SupervisedConfig(RecipeConfig):
     """Fields shared by every recipe trained with `fit`."""
+
+    length_fields: ClassVar[tuple[str, ...]] = ("epochs",)
 
     epochs: int = Field(10, ge=1)
     """Number of passes over the training set."""
@@ -85,6 +88,24 @@ def make_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def _resumed_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: SupervisedConfig,
+    scheduler: torch.optim.lr_scheduler.LRScheduler, state: dict[str, Any], total_steps: int,
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """The schedule of a resumed run. An extended run (more epochs than when it was saved)
+    keeps its position, and a one-cycle schedule, whose length is part of its state, is laid
+    out again over the new length; the cosine one reads the length from `cfg` already."""
+    if state.get("total_steps", total_steps) == total_steps:
+        scheduler.load_state_dict(state)
+        return scheduler
+    fresh = make_scheduler(optimizer, cfg, total_steps)
+    with warnings.catch_warnings():  # stepping a schedule without an optimizer step warns
+        warnings.simplefilter("ignore")
+        for _ in range(int(state["last_epoch"])):
+            fresh.step()
+    return fresh
+
+
 def to_device(batch: Batch, device: torch.device) -> Batch:
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
@@ -131,7 +152,8 @@ def fit(
     if ctx.resume and (ckpt := latest_checkpoint(ctx.checkpoint_dir)) is not None:
         ckpt.load_weights(model)
         optimizer.load_state_dict(ckpt.state["optimizer"])
-        scheduler.load_state_dict(ckpt.state["scheduler"])
+        scheduler = _resumed_scheduler(optimizer, cfg, scheduler, ckpt.state["scheduler"],
+                                       cfg.epochs * steps_per_epoch)
         set_rng_state(ckpt.state["rng_tensors"], ckpt.state["rng_plain"])
         history = ckpt.state["history"]
         best_value, best_epoch = ckpt.state["best_value"], ckpt.state["best_epoch"]

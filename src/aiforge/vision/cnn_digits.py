@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from aiforge.core import Bar, Recipe, RunContext, SupervisedConfig, fit, register
 from aiforge.core.plots import learning_curves
 from aiforge.data.digits import digits_splits
+from aiforge.vision.digits_predictor import digits_predictor
 
 
 class DigitsCNNConfig(SupervisedConfig):
@@ -112,4 +113,5 @@ RECIPE = register(Recipe(
     budget_s=120,
     quick={"epochs": 6, "width": 16},
     build_model=build_model,
+    predictor=digits_predictor,
 ))
