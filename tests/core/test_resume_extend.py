@@ -26,7 +26,7 @@ def test_resuming_a_finished_run_says_so_and_changes_nothing(tmp_path):
     out = tmp_path / "done"
     _run(out, 2)
     before = _snapshot(out)
-    with pytest.raises(RunCompleteError, match="is complete.*nothing changed.*--set epochs=N"):
+    with pytest.raises(RunCompleteError, match=r"is complete.*nothing changed.*--set epochs=N"):
         run_recipe(RECIPE, resume=out, quiet=True, track=False)
     assert _snapshot(out) == before
 
@@ -70,7 +70,7 @@ def test_a_recipe_without_length_fields_cannot_be_extended(tmp_path, monkeypatch
     monkeypatch.setattr(DigitsCNNConfig, "length_fields", ())
     with pytest.raises(InputError, match="declares no length field"):
         run_recipe(RECIPE, resume=out, overrides={"epochs": "3"}, quiet=True, track=False)
-    with pytest.raises(RunCompleteError, match="is complete; nothing to resume, nothing changed$"):
+    with pytest.raises(RunCompleteError, match=r"is complete; nothing to resume, nothing changed$"):
         run_recipe(RECIPE, resume=out, quiet=True, track=False)
 
 

@@ -82,4 +82,4 @@ def test_an_image_that_does_not_decode_is_refused_and_the_predictor_keeps_answer
 def test_features_are_the_ink_values(run_dir):
     predictor = load_predictor(run_dir)
     features = predictor.features(predictor.examples())
-    assert features.shape == (1, 64) and 0.0 <= features.min() and features.max() <= 1.0
+    assert features.shape == (1, 64) and features.min() >= 0.0 and features.max() <= 1.0
