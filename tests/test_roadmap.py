@@ -67,3 +67,38 @@ def test_a_full_run_over_its_cpu_budget_has_not_passed(tmp_path):
         registry_module._REGISTRY.pop(slow.name)
     assert full.metrics["success_rate_4x4"] >= 0.70 and not full.passed
     assert quick.passed
+
+
+def _seed_as_metric(cfg, ctx):
+    return {"x": float(cfg.seed)}
+
+
+@pytest.fixture
+def seed_recipes():
+    base = replace(get_recipe("rl.value-iteration"), train=_seed_as_metric, config=RecipeConfig, quick={},
+                   bar=Bar("x", ">=", 1.0), quick_bar=Bar("x", ">=", 1.0))
+    made = [register(replace(base, name="test.seeded")),
+            register(replace(base, name="test.exact", deterministic=True))]
+    yield made
+    for recipe in made:
+        registry_module._REGISTRY.pop(recipe.name)
+
+
+def test_bench_shows_a_missing_seed_as_prominently_as_the_mean(tmp_path, seed_recipes):
+    result = CliRunner().invoke(app, ["bench", "test.seeded", "--quick", "--seeds", "3", "--out",
+                                      str(tmp_path), "--no-track"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    table = (tmp_path / "bench.md").read_text()
+    assert "s0 0 **MISSED** · s1 1 · s2 2" in table and "| 2/3 |" in table
+    assert "Missed: 1 run(s)" in table and "`test.seeded` seed 0: x = 0 does not meet x >= 1" in table
+    assert "MISSED test.seeded seed 0" in result.output
+
+
+def test_bench_takes_a_first_seed_and_runs_a_deterministic_recipe_once(tmp_path, seed_recipes):
+    rows = run_many(["test.seeded", "test.exact"], quick=True, seeds=[4, 5], out=tmp_path, quiet=True,
+                    track=False, echo=False)
+    assert rows[0].seeds == [4, 5] and rows[0].passed == [True, True]
+    assert rows[1].seeds == [4] and rows[1].seed_text() == "deterministic: one measurement"
+    result = CliRunner().invoke(app, ["bench", "test.seeded", "--quick", "--seeds", "2", "--first-seed", "7",
+                                      "--out", str(tmp_path / "b"), "--no-track"])
+    assert result.exit_code == 0 and "s7 7 · s8 8" in (tmp_path / "b" / "bench.md").read_text()

@@ -169,22 +169,27 @@ def predict(
 def bench(
     names: Annotated[list[str] | None, typer.Argument(help="Recipes to run; all when none is given.")] = None,
     quick: Quick = False,
-    seeds: Annotated[int, typer.Option(min=1, max=20, help="Seeds per recipe (0..N-1): the table shows mean ± std.")] = 1,
+    seeds: Annotated[int, typer.Option(min=1, max=20, help="Seeds per recipe (FIRST..FIRST+N-1): the table shows each seed and mean ± std.")] = 1,
+    first_seed: Annotated[int, typer.Option("--first-seed", min=0, help="The first seed (report on seeds that chose nothing).")] = 0,
     out: Annotated[Path | None, typer.Option(help="Folder for bench.md and bench.json; default runs/bench/TIME.")] = None,
     quiet: Quiet = True,
     no_track: NoTrack = False,
 ) -> None:
     """Run several recipes (several seeds each), print the table and write it as Markdown
-    and JSON."""
+    and JSON. Every seed's figure is shown and every seed that missed its bar is listed; a
+    deterministic recipe runs once. Exits 1 if a recipe failed to run."""
     from aiforge.roadmap import bench_summary, markdown_table, run_many
 
     out = out or Path("runs") / "bench" / _stamp()
     try:
-        rows = run_many(names, quick, list(range(seeds)), out, quiet=quiet, track=not no_track)
+        rows = run_many(names, quick, list(range(first_seed, first_seed + seeds)), out, quiet=quiet,
+                        track=not no_track)
     except InputError as err:
         fail(str(err))
     md, js = bench_summary(rows, out)
     typer.echo(markdown_table(rows))
+    for miss in (m for r in rows for m in r.misses()):
+        console.print(f"[bold red]MISSED[/] {miss.replace('`', '')}", highlight=False, soft_wrap=True)
     typer.echo(f"wrote {md} and {js}")
     if not all(r.ran for r in rows):
         raise typer.Exit(1)

@@ -3,7 +3,9 @@
 `run_many` runs recipes one after another in this process, goes on past a recipe that
 fails (recording its error), and returns one row per recipe. `write_report` turns the rows
 into `report.md` and a self-contained `report.html` (figures embedded) grouped by roadmap
-step. `aiforge bench` uses the same rows, over several seeds.
+step. `aiforge bench` uses the same rows, over several seeds: every seed's figure is shown,
+and a seed that missed its bar is named in the table and again in a list of misses, so a
+good mean never hides a bad seed. A deterministic recipe runs once, whatever the seeds.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ class Row:
     quick: bool
     bar: str
     seeds: list[int]
+    metric: str = ""
+    deterministic: bool = False
     values: list[float] = field(default_factory=list)
     passed: list[bool] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
@@ -54,6 +58,17 @@ class Row:
             return f"{self.values[0]:.4g}"
         return f"{statistics.mean(self.values):.4g} ± {statistics.stdev(self.values):.2g}"
 
+    def seed_text(self) -> str:
+        """Every seed's figure; a seed that missed its bar is marked so that it shows."""
+        if self.deterministic:
+            return "deterministic: one measurement"
+        return " · ".join(f"s{seed} {value:.4g}" + ("" if ok else " **MISSED**")
+                          for seed, value, ok in zip(self.seeds, self.values, self.passed, strict=False))
+
+    def misses(self) -> list[str]:
+        return [f"`{self.recipe}` seed {seed}: {self.metric} = {value:.4g} does not meet {self.bar}"
+                for seed, value, ok in zip(self.seeds, self.values, self.passed, strict=False) if not ok]
+
     def passed_text(self) -> str:
         if not self.ran:
             return "error"
@@ -66,7 +81,9 @@ class Row:
 
 def run_one(recipe: Recipe, quick: bool, seeds: list[int], out: Path, quiet: bool, track: bool) -> Row:
     bar = recipe.bar_for(quick)
-    row = Row(recipe.name, recipe.step, recipe.topic, quick, str(bar), seeds)
+    seeds = seeds[:1] if recipe.deterministic else seeds
+    row = Row(recipe.name, recipe.step, recipe.topic, quick, str(bar), seeds, bar.metric,
+              recipe.deterministic)
     for seed in seeds:
         run_dir = out / recipe.name / f"seed{seed}"
         try:
@@ -98,6 +115,8 @@ def run_many(names: list[str] | None, quick: bool, seeds: list[int], out: Path,
         if echo:
             status = f"error: {row.error}" if row.error else f"{row.value_text()} passed={row.passed_text()}"
             print(f"        {status}  [{row.seconds_text()} s]", flush=True)
+            for miss in row.misses():
+                print(f"        MISSED {miss.replace('`', '')}", flush=True)
         rows.append(row)
     return rows
 
@@ -106,11 +125,12 @@ def markdown_table(rows: list[Row], figures: bool = False, base: Path | None = N
     lines = []
     for step in sorted({r.step for r in rows}, key=lambda s: list(STEP_TITLES).index(s) if s in STEP_TITLES else 99):
         lines += [f"### {STEP_TITLES.get(step, 'Step ' + step)}", "",
-                  "| recipe | topic | bar | result | passed | seconds |",
-                  "|---|---|---|---|---|---|"]
+                  "| recipe | topic | bar | result | per seed | passed | seconds |",
+                  "|---|---|---|---|---|---|---|"]
         for r in (r for r in rows if r.step == step):
             result = r.value_text() if r.ran else f"error: {r.error}"
-            lines.append(f"| `{r.recipe}` | {r.topic} | {r.bar} | {result} | {r.passed_text()} | {r.seconds_text()} |")
+            lines.append(f"| `{r.recipe}` | {r.topic} | {r.bar} | {result} | {r.seed_text()} | "
+                         f"{r.passed_text()} | {r.seconds_text()} |")
         lines.append("")
         if figures:
             for r in (r for r in rows if r.step == step):
@@ -118,6 +138,10 @@ def markdown_table(rows: list[Row], figures: bool = False, base: Path | None = N
                     rel = Path(fig).relative_to(base) if base else Path(fig)
                     lines.append(f"![{r.recipe}]({rel})")
             lines.append("")
+    misses = [m for r in rows for m in r.misses()]
+    if misses:
+        lines += [f"### Missed: {len(misses)} run(s) did not meet their bar", "",
+                  *(f"- {m}" for m in misses), ""]
     return "\n".join(lines)
 
 
@@ -143,19 +167,23 @@ def write_report(rows: list[Row], out: Path, quick: bool) -> tuple[Path, Path]:
             result = html.escape(r.value_text() if r.ran else r.error or "")
             body.append(
                 f'<tr class="{css}"><td><code>{r.recipe}</code></td><td>{html.escape(r.topic)}</td>'
-                f"<td>{html.escape(r.bar)}</td><td>{result}</td><td>{r.passed_text()}</td>"
-                f"<td>{r.seconds_text()}</td></tr>"
-                + (f'<tr><td colspan="6">{"".join(_img(f) for f in r.figures)}</td></tr>' if r.figures else ""))
+                f"<td>{html.escape(r.bar)}</td><td>{result}</td>"
+                f"<td>{html.escape(r.seed_text()).replace('**MISSED**', '<b class=miss>MISSED</b>')}</td>"
+                f"<td>{r.passed_text()}</td><td>{r.seconds_text()}</td></tr>"
+                + (f'<tr><td colspan="7">{"".join(_img(f) for f in r.figures)}</td></tr>' if r.figures else ""))
         sections.append(
             f"<h2>{html.escape(STEP_TITLES.get(step, 'Step ' + step))}</h2><table><tr><th>recipe</th>"
-            f"<th>topic</th><th>bar</th><th>result</th><th>passed</th><th>seconds</th></tr>"
+            f"<th>topic</th><th>bar</th><th>result</th><th>per seed</th><th>passed</th><th>seconds</th></tr>"
             f"{''.join(body)}</table>")
+    misses = [m.replace("`", "") for r in rows for m in r.misses()]
+    missed = (f'<h2 class="miss">Missed: {len(misses)} run(s) did not meet their bar</h2><ul>'
+              + "".join(f"<li>{html.escape(m)}</li>" for m in misses) + "</ul>") if misses else ""
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>aiforge roadmap report</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
 table{{border-collapse:collapse;width:100%;margin-bottom:1.5em}}td,th{{border:1px solid #ddd;padding:6px 8px;text-align:left}}
-tr.pass td:nth-child(5){{color:#1a7f37;font-weight:bold}}tr.fail td:nth-child(5),tr.error td{{color:#cf222e}}
+tr.pass td:nth-child(6){{color:#1a7f37;font-weight:bold}}tr.fail td:nth-child(6),tr.error td,b.miss,h2.miss{{color:#cf222e}}
 img{{max-width:48%;margin:4px}}</style></head><body><h1>aiforge roadmap report</h1>
-<p>{html.escape(summary)}</p>{''.join(sections)}</body></html>"""
+<p>{html.escape(summary)}</p>{missed}{''.join(sections)}</body></html>"""
     atomic_write_text(out / "report.html", page)
     return out / "report.md", out / "report.html"
 
