@@ -90,7 +90,7 @@ def run(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     out: Annotated[Path | None, typer.Option(help="Run folder (new or empty); default runs/NAME/TIME-seedN.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config field: key=value (repeatable).")] = None,
-    resume: Annotated[Path | None, typer.Option(help="Continue a stopped run from its newest checkpoint (a run folder or a checkpoint folder).")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue a stopped run from its newest checkpoint (a run folder or a checkpoint folder). A finished run is left as it is; with --set LENGTH_FIELD=N (e.g. epochs) it is extended.")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when the bar is missed.")] = False,
     quiet: Quiet = False,
     no_track: NoTrack = False,
